@@ -1,0 +1,79 @@
+"""Routing policies, API keys and the database-backed online feature store."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from models_registry.models import RegisteredModel
+
+
+class RoutingStrategy(models.TextChoices):
+    SINGLE = "single", "Single (champion / production only)"
+    AB = "ab", "A/B (weighted, sticky per entity)"
+    CANARY = "canary", "Canary (percentage of requests)"
+    SHADOW = "shadow", "Shadow (challenger scored on a copy, not returned)"
+
+
+class RoutingPolicy(models.Model):
+    """How requests for one model are split between its champion and challenger."""
+
+    model = models.OneToOneField(
+        RegisteredModel, on_delete=models.CASCADE, related_name="routing_policy"
+    )
+    strategy = models.CharField(
+        max_length=16, choices=RoutingStrategy.choices, default=RoutingStrategy.SINGLE
+    )
+    # Share of traffic (0-100 %) the challenger receives under ab and canary.
+    challenger_percent = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)]
+    )
+    # Changing the seed reshuffles which entities land in which arm.
+    seed = models.CharField(max_length=64, default="phoenix")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "routing policies"
+
+    def __str__(self) -> str:
+        return f"{self.model.name}: {self.strategy}"
+
+
+class ApiKey(models.Model):
+    """A client credential. Only a SHA-256 of the key is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100)
+    # The first characters of the key, kept in clear so an operator can tell keys apart.
+    prefix = models.CharField(max_length=16, db_index=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    # Empty means every model.
+    allowed_models = models.ManyToManyField(RegisteredModel, blank=True, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+
+class OnlineFeature(models.Model):
+    """One feature value of one entity: the embedded feature store's table."""
+
+    entity_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=128)
+    value = models.FloatField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entity_id", "name"], name="one_value_per_entity_feature")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entity_id}.{self.name}={self.value}"

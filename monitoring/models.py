@@ -1,0 +1,119 @@
+"""Prediction log, drift reports, alerts and retraining jobs."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from models_registry.models import ModelVersion, RegisteredModel
+
+
+class PredictionLog(models.Model):
+    """One scored row, written from the event bus. Names are copied, not foreign keys,
+    so the log outlives a deleted version and the consumer needs no lookups."""
+
+    event_id = models.UUIDField(unique=True)
+    request_id = models.CharField(max_length=64, db_index=True)
+    row_index = models.PositiveIntegerField(default=0)
+    model_name = models.CharField(max_length=128)
+    version = models.CharField(max_length=64)
+    routed_by = models.CharField(max_length=32)
+    features = models.JSONField()
+    prediction = models.JSONField()
+    probabilities = models.JSONField(null=True, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField()
+    created_at = models.DateTimeField()
+    actual = models.JSONField(null=True, blank=True)
+    actual_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["model_name", "version", "created_at"], name="predlog_drift_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}#{self.row_index} {self.model_name} v{self.version}"
+
+
+class DriftStatus(models.TextChoices):
+    OK = "ok", "No drift"
+    DRIFT = "drift", "Drift detected"
+    INSUFFICIENT_DATA = "insufficient_data", "Too few rows"
+
+
+class DriftReport(models.Model):
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="drift_reports"
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    rows = models.PositiveIntegerField()
+    reference_rows = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=32, choices=DriftStatus.choices)
+    alpha = models.FloatField()
+    correction = models.CharField(max_length=32)
+    # {feature: {"test", "statistic", "p_value", "p_adjusted", "psi", "wasserstein", "drift"}}
+    features = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.model_version}: {self.status} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AlertKind(models.TextChoices):
+    DRIFT = "drift", "Drift"
+    RETRAINING = "retraining", "Retraining"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class Alert(models.Model):
+    kind = models.CharField(max_length=16, choices=AlertKind.choices)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    message = models.TextField()
+    payload = models.JSONField(default=dict, blank=True)
+    webhook_delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.message[:80]}"
+
+
+class RetrainingStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    MANUAL = "manual", "Manual retraining needed"
+
+
+class RetrainingJob(models.Model):
+    model = models.ForeignKey(
+        RegisteredModel, on_delete=models.CASCADE, related_name="retraining_jobs"
+    )
+    drift_report = models.ForeignKey(
+        DriftReport, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(
+        max_length=16, choices=RetrainingStatus.choices, default=RetrainingStatus.QUEUED
+    )
+    new_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"retrain {self.model.name}: {self.status}"

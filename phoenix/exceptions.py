@@ -1,0 +1,150 @@
+"""Domain errors and the one table that maps them to HTTP.
+
+Apps raise subclasses of the categories below from their services; none of them
+knows about HTTP. ``api_exception_handler`` (DRF) and ``error_response`` (plain
+views) turn them, and DRF's own errors, into DESIGN.md's JSON shape:
+``{"error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """Base of every expected error. ``code`` is stable and machine-readable."""
+
+    code = "application_error"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details if details is not None else {}
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(ApplicationError):
+    code = "invalid_input"
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+
+
+class Conflict(ApplicationError):
+    code = "conflict"
+
+
+class TooLarge(ApplicationError):
+    code = "too_large"
+
+
+class Unprocessable(ApplicationError):
+    code = "unprocessable"
+
+
+class DependencyUnavailable(ApplicationError):
+    code = "dependency_unavailable"
+
+
+class Unauthenticated(ApplicationError):
+    code = "not_authenticated"
+
+
+class Forbidden(ApplicationError):
+    code = "permission_denied"
+
+
+STATUS_BY_ERROR: dict[type[ApplicationError], int] = {
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unprocessable: 422,
+    DependencyUnavailable: 503,
+}
+
+
+def status_for(error: ApplicationError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+    return 400
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(error: ApplicationError) -> JsonResponse:
+    """A plain Django response for views outside DRF (the v2 protocol, health)."""
+    return JsonResponse(
+        error_body(error.code, error.message, error.details), status=status_for(error)
+    )
+
+
+def _drf_error(exc: drf_exceptions.APIException) -> tuple[int, str, str, Any]:
+    detail = exc.detail
+    if isinstance(exc, drf_exceptions.ValidationError):
+        return 400, "invalid_input", "The request body is invalid.", detail
+    codes = exc.get_codes()
+    code = codes if isinstance(codes, str) else exc.default_code
+    return exc.status_code, str(code), str(detail), {}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's EXCEPTION_HANDLER: every expected error becomes the JSON error shape.
+
+    Returns None for anything unexpected, so DRF re-raises it and Django logs a 500.
+    """
+    if isinstance(exc, ApplicationError):
+        status, code, message, details = status_for(exc), exc.code, exc.message, exc.details
+    elif isinstance(exc, RequestDataTooBig):
+        status, code, message, details = 413, "too_large", str(exc), {}
+    elif isinstance(exc, Http404):
+        status, code, message, details = 404, "not_found", str(exc) or "Not found.", {}
+    elif isinstance(exc, PermissionDenied):
+        status, code, message, details = 403, "permission_denied", str(exc) or "Forbidden.", {}
+    elif isinstance(exc, drf_exceptions.APIException):
+        status, code, message, details = _drf_error(exc)
+    else:
+        return None
+    set_rollback()
+    headers: dict[str, str] = {}
+    if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="phoenix"'
+    return Response(error_body(code, message, details), status=status, headers=headers)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(("/api/", "/v2"))
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(error_body("not_found", f"No route for {request.path}."), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Http404())
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(error_body("server_error", "Internal server error."), status=500)
+    from django.views.defaults import server_error
+
+    return server_error(request)

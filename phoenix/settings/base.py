@@ -1,0 +1,237 @@
+"""Settings shared by every environment, read from environment variables.
+
+With nothing set, Phoenix runs on one machine with no servers: SQLite, a
+local-memory cache, the in-memory channel layer, a filesystem Celery broker
+and the in-process event writer. Setting ``DATABASE_URL``, ``REDIS_URL`` and
+``KAFKA_BOOTSTRAP_SERVERS`` switches the same code to PostgreSQL, Redis and Kafka.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+
+# Mutable state of the embedded default (SQLite file, uploaded models, journal,
+# Celery's filesystem broker) lives under one folder that git ignores.
+DATA_DIR = Path(env.str("PHOENIX_DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+# The embedded default is for one person's machine; production.py refuses this key.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="phoenix-embedded-insecure-development-key")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS: list[str] = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "django_prometheus",
+    "channels",
+    "models_registry",
+    "inference",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "phoenix.urls"
+WSGI_APPLICATION = "phoenix.wsgi.application"
+ASGI_APPLICATION = "phoenix.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'phoenix.sqlite3'}"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and event writer share the file: WAL lets readers and one writer
+    # proceed together, and the busy timeout waits for a lock instead of failing.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, channel layer, Celery broker -----------------------------
+REDIS_URL: str = env.str("REDIS_URL", default="")
+
+CACHES: dict[str, Any]
+CHANNEL_LAYERS: dict[str, Any]
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "phoenix",
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "phoenix"},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ---------------------------------------------------------------
+CELERY_BROKER_URL: str = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {}
+if CELERY_BROKER_URL == "filesystem://":
+    # The embedded broker: web, worker and beat exchange messages through files,
+    # so `make run` needs no server. Not for more than one machine.
+    _broker_dir = DATA_DIR / "celery-broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("PHOENIX_TASK_TIME_LIMIT", default=15 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TIMEZONE = "UTC"
+
+# --- event bus ------------------------------------------------------------
+KAFKA_BOOTSTRAP_SERVERS: str = env.str("KAFKA_BOOTSTRAP_SERVERS", default="")
+PHOENIX_EVENT_BACKEND: str = env.str(
+    "PHOENIX_EVENT_BACKEND", default="kafka" if KAFKA_BOOTSTRAP_SERVERS else "database"
+)
+PHOENIX_EVENT_TOPIC: str = env.str("PHOENIX_EVENT_TOPIC", default="inference-events")
+PHOENIX_EVENT_BUFFER_SIZE: int = env.int("PHOENIX_EVENT_BUFFER_SIZE", default=10_000)
+PHOENIX_EVENT_BATCH_SIZE: int = env.int("PHOENIX_EVENT_BATCH_SIZE", default=500)
+PHOENIX_EVENT_FLUSH_INTERVAL_S: float = env.float("PHOENIX_EVENT_FLUSH_INTERVAL_S", default=0.5)
+PHOENIX_EVENT_JOURNAL_DIR = Path(
+    env.str("PHOENIX_EVENT_JOURNAL_DIR", default=str(DATA_DIR / "journal"))
+)
+
+# --- models and inference -------------------------------------------------
+MEDIA_ROOT = Path(env.str("PHOENIX_MEDIA_ROOT", default=str(DATA_DIR / "media")))
+MEDIA_URL = "/media/"
+PHOENIX_MODEL_MAX_BYTES: int = env.int("PHOENIX_MODEL_MAX_BYTES", default=200 * 1024 * 1024)
+PHOENIX_ALLOW_EXTERNAL_DATA: bool = env.bool("PHOENIX_ALLOW_EXTERNAL_DATA", default=False)
+# What happens to the previous production version when another is promoted.
+PHOENIX_PREVIOUS_PRODUCTION_STAGE: str = env.str(
+    "PHOENIX_PREVIOUS_PRODUCTION_STAGE", default="archived"
+)
+PHOENIX_ONNX_PROVIDERS: list[str] = env.list("PHOENIX_ONNX_PROVIDERS", default=[])
+PHOENIX_ONNX_INTRA_OP_THREADS: int = env.int("PHOENIX_ONNX_INTRA_OP_THREADS", default=1)
+PHOENIX_ONNX_INTER_OP_THREADS: int = env.int("PHOENIX_ONNX_INTER_OP_THREADS", default=1)
+PHOENIX_PREDICT_MAX_ROWS: int = env.int("PHOENIX_PREDICT_MAX_ROWS", default=1024)
+PHOENIX_FEATURE_TTL_S: int = env.int("PHOENIX_FEATURE_TTL_S", default=24 * 3600)
+PHOENIX_FEATURE_STORE: str = env.str(
+    "PHOENIX_FEATURE_STORE", default="redis" if REDIS_URL else "database"
+)
+# Load the session cache when a server process starts (off for management commands).
+PHOENIX_PRELOAD_MODELS: bool = env.bool("PHOENIX_PRELOAD_MODELS", default=False)
+
+# --- monitoring -----------------------------------------------------------
+PHOENIX_DRIFT_ALPHA: float = env.float("PHOENIX_DRIFT_ALPHA", default=0.05)
+PHOENIX_DRIFT_WINDOW_S: int = env.int("PHOENIX_DRIFT_WINDOW_S", default=3600)
+PHOENIX_DRIFT_MIN_ROWS: int = env.int("PHOENIX_DRIFT_MIN_ROWS", default=200)
+PHOENIX_ALERT_WEBHOOK_URL: str = env.str("PHOENIX_ALERT_WEBHOOK_URL", default="")
+PHOENIX_ALERT_WEBHOOK_SECRET: str = env.str("PHOENIX_ALERT_WEBHOOK_SECRET", default="")
+
+# --- auth, API ------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["phoenix.renderers.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "phoenix.renderers.ORJSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "phoenix.exceptions.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Phoenix ML API",
+    "DESCRIPTION": "Model registry, real-time inference and monitoring.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- i18n, static ---------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(DATA_DIR / "staticfiles")))
+# Served by WhiteNoise from the source folders: no collectstatic step for the embedded run.
+WHITENOISE_USE_FINDERS = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("PHOENIX_LOG_LEVEL", default="INFO")},
+    "loggers": {"kafka": {"level": "WARNING"}, "django.db.backends": {"level": "WARNING"}},
+}

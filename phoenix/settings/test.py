@@ -1,0 +1,17 @@
+"""Test settings: the base settings made faster. Services follow the same env vars."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from .base import *  # noqa: F403
+from .base import env
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Each test run keeps its uploads and journal apart from the developer's var/.
+DATA_DIR = Path(tempfile.mkdtemp(prefix="phoenix-test-"))
+MEDIA_ROOT = DATA_DIR / "media"
+PHOENIX_EVENT_JOURNAL_DIR = DATA_DIR / "journal"
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
+CELERY_TASK_EAGER_PROPAGATES = True
