@@ -1,0 +1,1 @@
+"""Retraining recipes: entry points named on RegisteredModel.retraining_recipe."""

@@ -1,0 +1,1 @@
+"""Monitoring reads, one module per concern."""
