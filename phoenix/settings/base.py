@@ -163,6 +163,8 @@ PHOENIX_ALLOW_EXTERNAL_DATA: bool = env.bool("PHOENIX_ALLOW_EXTERNAL_DATA", defa
 PHOENIX_PREVIOUS_PRODUCTION_STAGE: str = env.str(
     "PHOENIX_PREVIOUS_PRODUCTION_STAGE", default="archived"
 )
+# Redis pub/sub channel on which "the registry changed" reaches every serving process.
+PHOENIX_REGISTRY_CHANNEL: str = env.str("PHOENIX_REGISTRY_CHANNEL", default="phoenix.registry")
 PHOENIX_ONNX_PROVIDERS: list[str] = env.list("PHOENIX_ONNX_PROVIDERS", default=[])
 PHOENIX_ONNX_INTRA_OP_THREADS: int = env.int("PHOENIX_ONNX_INTRA_OP_THREADS", default=1)
 PHOENIX_ONNX_INTER_OP_THREADS: int = env.int("PHOENIX_ONNX_INTER_OP_THREADS", default=1)

@@ -1,0 +1,247 @@
+""" "The registry changed": told to this process at once and broadcast to the others.
+
+Services call ``registry_changed_publish`` after their transaction commits. Listeners
+in this process (the inference session cache) run immediately; other processes hear
+of it through their listener thread (``start_listener``), which skips changes that
+came from its own process. The registry knows nothing of who listens.
+
+Transport, chosen by settings:
+
+* ``REDIS_URL`` set: a Redis pub/sub channel (``PHOENIX_REGISTRY_CHANNEL``).
+* embedded default: an append-only change log under ``DATA_DIR`` that the listener
+  thread stats once a second; a cheap file works across the web, worker and command
+  processes of one machine with no server.
+
+When a listener may have missed changes (the log was rotated, Redis reconnected),
+it is told ``RegistryChange(model_name="", reason="resync", ...)``: reload everything.
+
+Broadcast failures are logged and never raised into the caller: the database write
+has committed, and a missed broadcast costs a stale cache until the next change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+# The change log is emptied once it grows past this; readers then resync.
+LOG_ROTATE_BYTES = 256 * 1024
+LOG_FILENAME = "registry-changes.log"
+RESYNC = "resync"
+
+
+@dataclass(frozen=True)
+class RegistryChange:
+    model_name: str
+    reason: str
+    origin: str
+
+
+Listener = Callable[[RegistryChange], None]
+
+_listeners: list[Listener] = []
+_state_lock = threading.Lock()
+_origin_by_pid: dict[int, str] = {}
+_listener_thread: threading.Thread | None = None
+_listener_pid: int | None = None
+
+
+def origin() -> str:
+    """This process's id in broadcasts; new after a fork, so siblings hear each other."""
+    pid = os.getpid()
+    if pid not in _origin_by_pid:
+        _origin_by_pid[pid] = f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}"
+    return _origin_by_pid[pid]
+
+
+def subscribe(listener: Listener) -> None:
+    """Call ``listener`` for every change, local or from another process."""
+    with _state_lock:
+        if listener not in _listeners:
+            _listeners.append(listener)
+
+
+def unsubscribe(listener: Listener) -> None:
+    with _state_lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
+
+
+def _notify(change: RegistryChange) -> None:
+    for listener in list(_listeners):
+        try:
+            listener(change)
+        except Exception:
+            logger.exception("registry change listener %r failed on %s", listener, change)
+
+
+def registry_changed_publish(*, model_name: str, reason: str) -> None:
+    """Tell this process's listeners now and broadcast to other processes; never raises."""
+    change = RegistryChange(model_name=model_name, reason=reason, origin=origin())
+    _notify(change)
+    try:
+        if settings.REDIS_URL:
+            _redis_publish(change)
+        else:
+            _log_append(change)
+    except Exception:
+        logger.exception("could not broadcast registry change %s", change)
+
+
+def start_listener() -> None:
+    """Start (once per process) the daemon thread that hears other processes' changes."""
+    global _listener_thread, _listener_pid
+    with _state_lock:
+        pid = os.getpid()
+        if _listener_thread is not None and _listener_pid == pid and _listener_thread.is_alive():
+            return
+        target = _redis_listen if settings.REDIS_URL else _log_watch
+        ready = threading.Event()
+        _listener_thread = threading.Thread(
+            target=target, args=(ready,), name="registry-listener", daemon=True
+        )
+        _listener_pid = pid
+        _listener_thread.start()
+    # Changes published after this returns are heard: the thread has taken its bearings.
+    ready.wait(timeout=5)
+
+
+def _from_json(raw: bytes | str) -> RegistryChange | None:
+    try:
+        data: dict[str, Any] = json.loads(raw)
+        return RegistryChange(
+            model_name=str(data["model_name"]),
+            reason=str(data["reason"]),
+            origin=str(data["origin"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        logger.warning("ignoring malformed registry change %r", raw)
+        return None
+
+
+def _deliver(change: RegistryChange | None) -> None:
+    if change is not None and change.origin != origin():
+        _notify(change)
+
+
+def _resync() -> None:
+    _notify(RegistryChange(model_name="", reason=RESYNC, origin="listener"))
+
+
+# --- Redis pub/sub ---------------------------------------------------------------
+
+
+def _redis_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+
+
+def _redis_publish(change: RegistryChange) -> None:
+    client = _redis_client()
+    try:
+        client.publish(settings.PHOENIX_REGISTRY_CHANNEL, json.dumps(asdict(change)))
+    finally:
+        client.close()
+
+
+def _redis_listen(ready: threading.Event) -> None:
+    import redis
+
+    first = True
+    while True:
+        client = _redis_client()
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(settings.PHOENIX_REGISTRY_CHANNEL)
+            # The subscription is confirmed by the server before we report ready.
+            pubsub.get_message(timeout=2)
+            if not first:
+                _resync()  # changes published while we were away were lost
+            first = False
+            ready.set()
+            while True:
+                message = pubsub.get_message(timeout=POLL_INTERVAL_S)
+                if message and message.get("type") == "message":
+                    _deliver(_from_json(message["data"]))
+        except redis.RedisError as exc:
+            logger.warning("registry listener lost Redis (%s); reconnecting", exc)
+            ready.set()
+            time.sleep(POLL_INTERVAL_S)
+        finally:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+                client.close()
+
+
+# --- embedded: change log file -------------------------------------------------------
+
+
+def _log_path() -> Path:
+    return Path(settings.DATA_DIR) / LOG_FILENAME
+
+
+def _log_append(change: RegistryChange) -> None:
+    path = _log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(asdict(change)) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_size > LOG_ROTATE_BYTES:
+            os.ftruncate(fd, 0)
+        os.write(fd, line)
+    finally:
+        os.close(fd)  # also releases the lock
+
+
+def _log_stat(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (stat.st_ino, stat.st_size)
+
+
+def _log_watch(ready: threading.Event) -> None:
+    path = _log_path()
+    # Start at the end: what happened before this process started is already in the DB.
+    inode, offset = _log_stat(path)
+    ready.set()
+    while True:
+        time.sleep(POLL_INTERVAL_S)
+        try:
+            current_inode, size = _log_stat(path)
+            if (current_inode, size) == (inode, offset):
+                continue
+            if current_inode != inode or size < offset:
+                if inode:
+                    _resync()  # rotated or recreated: lines may have gone unread
+                inode, offset = current_inode, 0
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                data = handle.read(size - offset)
+            # A line still being written has no newline yet: read it next time.
+            complete = data.rsplit(b"\n", 1)[0] + b"\n" if b"\n" in data else b""
+            offset += len(complete)
+            for raw in complete.splitlines():
+                if raw.strip():
+                    _deliver(_from_json(raw))
+        except Exception:
+            logger.exception("registry listener failed reading %s", path)
