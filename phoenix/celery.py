@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from celery import Celery
 
@@ -11,3 +12,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
 app = Celery("phoenix")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _ensure_filesystem_broker_folders() -> None:
+    # The embedded broker exchanges messages through files; kombu expects the folders.
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if key in options:
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@app.on_after_configure.connect
+def _on_after_configure(sender: Celery, **kwargs: object) -> None:
+    _ensure_filesystem_broker_folders()

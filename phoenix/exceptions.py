@@ -80,7 +80,7 @@ STATUS_BY_ERROR: dict[type[ApplicationError], int] = {
 def status_for(error: ApplicationError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]  # type: ignore[index]
+            return STATUS_BY_ERROR[cls]
     return 400
 
 
@@ -123,8 +123,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None
     set_rollback()
     headers: dict[str, str] = {}
-    if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(int(exc.wait))
+    wait = getattr(exc, "wait", None)  # set by DRF's Throttled
+    if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
+        headers["Retry-After"] = str(int(wait))
     if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="phoenix"'
     return Response(error_body(code, message, details), status=status, headers=headers)

@@ -101,7 +101,7 @@ class TansuBroker:
 
     def start(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(  # noqa: S603 - fixed binary and arguments
+        self.process = subprocess.Popen(
             [
                 self.binary,
                 "broker",
@@ -168,8 +168,8 @@ TINY_FEATURES = ["x1", "x2", "x3"]
 def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real logistic-regression classifier over three float features, as ONNX."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
     from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(400, 3)).astype(np.float32)

@@ -1,0 +1,48 @@
+"""Start web, worker, beat (and the event consumer with Kafka) together; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from honcho.manager import Manager
+
+from phoenix.stack import stack_processes
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the whole application in the foreground: the ASGI web server (HTTP and "
+        "websockets), the Celery worker and beat, and with KAFKA_BOOTSTRAP_SERVERS set the "
+        "event consumer. Ctrl-C (or SIGTERM) stops every process; so does any one exiting."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--web-workers",
+            type=int,
+            default=int(os.environ.get("WEB_CONCURRENCY", "2")),
+            help="web processes when REDIS_URL is set (one without Redis)",
+        )
+
+    def handle(self, *args: Any, host: str, port: int, web_workers: int, **options: Any) -> None:
+        processes = stack_processes(
+            python=sys.executable,
+            host=host,
+            port=port,
+            web_workers=web_workers,
+            kafka_enabled=settings.PHOENIX_EVENT_BACKEND == "kafka",
+            redis_enabled=bool(settings.REDIS_URL),
+        )
+        settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        self.stdout.write(f"Phoenix ML on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)")
+        manager = Manager()
+        for process in processes:
+            manager.add_process(process.name, process.command, env={**os.environ, **process.env})
+        manager.loop()
+        sys.exit(manager.returncode)
