@@ -1,16 +1,369 @@
-"""Prediction event publishing (first cut: buffers only; the flusher lands next)."""
+"""Prediction event publishing: the request path enqueues, a background thread ships.
+
+``publish_prediction_events`` appends to a bounded in-process buffer and returns
+(a lock, a ``deque.extend``; no I/O). A flusher thread, started lazily on the
+first publish so management commands spawn nothing, sends batches to the sink
+chosen by ``PHOENIX_EVENT_BACKEND``: ``kafka`` or ``database`` (embedded default).
+
+Nothing is dropped silently:
+
+* buffer full -> the request's events are spilled to the append-only journal
+  (``PHOENIX_EVENT_JOURNAL_DIR``, one fsync per batch) and counted;
+* sink failing (broker down, database locked) -> the batch goes to the journal,
+  the sink is retried with backoff, and while the journal is non-empty new
+  batches are journalled too, so the replay keeps the original order;
+* when the sink answers again the journal is replayed oldest first and each
+  segment deleted only after the sink acknowledged it; a restarted process
+  replays what a dead one left;
+* at exit (atexit) the buffer is flushed best-effort, falling back to the journal.
+"""
 
 from __future__ import annotations
 
+import atexit
 import collections
+import logging
+import os
 import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-_lock = threading.Lock()
-_buffer: collections.deque[dict[str, Any]] = collections.deque()
+from prometheus_client import Counter, Gauge
+
+from inference.event_journal import EventJournal
+from inference.event_sinks import DatabaseSink, EventSink, Item, KafkaSink, SinkUnavailable
+
+logger = logging.getLogger(__name__)
+
+FEEDBACK_TOPIC = "feedback-events"
+
+EVENTS_PUBLISHED = Counter(
+    "phoenix_events_published",
+    "Events acknowledged by the event backend (including replays).",
+    ["backend"],
+)
+EVENTS_SPILLED = Counter(
+    "phoenix_events_spilled",
+    "Events written to the local journal instead of the backend.",
+    ["reason"],
+)
+EVENTS_REPLAYED = Counter(
+    "phoenix_events_replayed", "Journalled events the backend acknowledged on replay."
+)
+EVENTS_BUFFER_DEPTH = Gauge(
+    "phoenix_events_buffer_depth", "Events waiting in this process's in-memory buffer."
+)
+EVENTS_JOURNAL_BYTES = Gauge(
+    "phoenix_events_journal_bytes", "Bytes in the local event journal awaiting replay."
+)
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    backend: str
+    topic: str
+    buffer_size: int
+    batch_size: int
+    flush_interval_s: float
+    journal_dir: Path
+    bootstrap_servers: str = ""
+    partitions: int = 3
+    send_timeout_s: float = 10.0
+    retry_max_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls) -> PublisherConfig:
+        from django.conf import settings
+
+        return cls(
+            backend=settings.PHOENIX_EVENT_BACKEND,
+            topic=settings.PHOENIX_EVENT_TOPIC,
+            buffer_size=settings.PHOENIX_EVENT_BUFFER_SIZE,
+            batch_size=settings.PHOENIX_EVENT_BATCH_SIZE,
+            flush_interval_s=settings.PHOENIX_EVENT_FLUSH_INTERVAL_S,
+            journal_dir=Path(settings.PHOENIX_EVENT_JOURNAL_DIR),
+            bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
+            partitions=getattr(settings, "PHOENIX_EVENT_TOPIC_PARTITIONS", 3),
+            send_timeout_s=getattr(settings, "PHOENIX_EVENT_SEND_TIMEOUT_S", 10.0),
+        )
+
+
+def sink_build(config: PublisherConfig) -> EventSink:
+    """The sink named by the configuration; an unknown name is a configuration error."""
+    if config.backend == "kafka":
+        if not config.bootstrap_servers:
+            raise ValueError("PHOENIX_EVENT_BACKEND=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        return KafkaSink(
+            bootstrap_servers=config.bootstrap_servers,
+            topics=(config.topic, FEEDBACK_TOPIC),
+            partitions=config.partitions,
+            timeout_s=config.send_timeout_s,
+        )
+    if config.backend == "database":
+        return DatabaseSink(prediction_topic=config.topic)
+    raise ValueError(f"unknown PHOENIX_EVENT_BACKEND {config.backend!r} (kafka or database)")
+
+
+class EventPublisher:
+    """Bounded buffer + flusher thread + journal. One per process (see ``get_publisher``)."""
+
+    def __init__(self, config: PublisherConfig, sink: EventSink | None = None) -> None:
+        self.config = config
+        self.sink = sink if sink is not None else sink_build(config)
+        self.journal = EventJournal(config.journal_dir)
+        self._buffer: collections.deque[Item] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._send_lock = threading.Lock()  # one shipper at a time (thread or flush())
+        # Replay on start, so a restart with a non-empty journal ships it.
+        self._journal_dirty = True
+        self._healthy = True
+        self._next_retry = 0.0
+        self._retry_delay = 0.25
+        self.last_error = ""
+
+    # --- request path ----------------------------------------------------------
+
+    def publish(self, items: list[Item]) -> None:
+        """Enqueue; never blocks on the backend and never raises."""
+        if not items:
+            return
+        try:
+            if self._thread is None or self._pid != os.getpid():
+                self.start()
+            with self._lock:
+                room = self.config.buffer_size - len(self._buffer)
+                if room >= len(items):
+                    self._buffer.extend(items)
+                    depth = len(self._buffer)
+                    overflow: list[Item] = []
+                else:
+                    overflow = items
+                    depth = len(self._buffer)
+            if overflow:
+                self._spill(overflow, reason="buffer_full")
+            elif depth >= self.config.batch_size:
+                self._wake.set()
+        except Exception:
+            # The log must never fail a prediction; the error is loud in the logs.
+            logger.exception("could not enqueue %d prediction events", len(items))
+
+    def _spill(self, items: list[Item], *, reason: str) -> None:
+        self.journal.append([{"t": topic, "e": event} for topic, event in items])
+        self._journal_dirty = True
+        EVENTS_SPILLED.labels(reason=reason).inc(len(items))
+
+    # --- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Forked after start: the parent's thread does not exist here.
+                self._thread, self._pid = None, os.getpid()
+                self.journal = EventJournal(self.config.journal_dir)
+            if self._thread is not None:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="phoenix-event-flusher", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the flusher after a final flush (journal fallback); idempotent."""
+        thread = self._thread
+        self._stop.set()
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout_s)
+        self._thread = None
+        try:
+            self.flush()
+        finally:
+            self.journal.close()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- shipping --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.config.flush_interval_s)
+                self._wake.clear()
+                try:
+                    self.flush()
+                except Exception:  # keep the flusher alive whatever a sink raises
+                    logger.exception("event flush failed")
+        finally:
+            try:
+                self.sink.close()
+            except Exception:
+                logger.debug("sink close failed", exc_info=True)
+
+    def flush(self) -> None:
+        """Ship everything buffered now (also the journal, when the sink is due for a try)."""
+        with self._send_lock:
+            self._replay_if_due()
+            while True:
+                with self._lock:
+                    count = min(len(self._buffer), self.config.batch_size)
+                    batch = [self._buffer.popleft() for _ in range(count)]
+                if not batch:
+                    break
+                self._ship(batch)
+            EVENTS_BUFFER_DEPTH.set(len(self._buffer))
+
+    def _ship(self, batch: list[Item]) -> None:
+        if self._journal_dirty or not self._healthy:
+            # Behind a non-empty journal (or a sink in backoff): keep order, journal it.
+            self._spill(batch, reason="backend_unavailable")
+            return
+        try:
+            self.sink.send(batch)
+        except SinkUnavailable as exc:
+            self._mark_unhealthy(str(exc))
+            self._spill(batch, reason="backend_unavailable")
+            return
+        EVENTS_PUBLISHED.labels(backend=self.sink.name).inc(len(batch))
+
+    def _replay_if_due(self) -> None:
+        if not self._journal_dirty and self._healthy:
+            return
+        if time.monotonic() < self._next_retry:
+            return
+
+        def send(records: list[dict[str, Any]]) -> None:
+            items = [(str(r["t"]), r["e"]) for r in records if isinstance(r.get("e"), dict)]
+            self.sink.send(items)
+            EVENTS_PUBLISHED.labels(backend=self.sink.name).inc(len(items))
+            EVENTS_REPLAYED.inc(len(items))
+
+        try:
+            result = self.journal.replay(send, batch_size=self.config.batch_size)
+        except SinkUnavailable as exc:
+            self._mark_unhealthy(str(exc))
+            return
+        finally:
+            EVENTS_JOURNAL_BYTES.set(self.journal.size_bytes())
+        if result.corrupt_lines:
+            logger.warning("skipped %d torn journal lines", result.corrupt_lines)
+        if result.records:
+            logger.info("replayed %d journalled events", result.records)
+        self._healthy, self._retry_delay, self.last_error = True, 0.25, ""
+        # Segments locked by other live processes are theirs to replay.
+        self._journal_dirty = False
+
+    def _mark_unhealthy(self, error: str) -> None:
+        if self._healthy:
+            logger.warning("event backend %s unavailable, journalling: %s", self.sink.name, error)
+        self._healthy = False
+        self.last_error = error
+        self._next_retry = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, self.config.retry_max_s)
+
+    # --- introspection ---------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        journal_bytes = self.journal.size_bytes()
+        EVENTS_JOURNAL_BYTES.set(journal_bytes)
+        return {
+            "backend": self.sink.name,
+            "backend_healthy": self._healthy,
+            "buffer_depth": len(self._buffer),
+            "buffer_size": self.config.buffer_size,
+            "journal_bytes": journal_bytes,
+            "flusher_running": self.running,
+            "last_error": self.last_error,
+        }
+
+
+_publisher: EventPublisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def get_publisher() -> EventPublisher:
+    """The process-wide publisher, built from settings on first use."""
+    global _publisher
+    if _publisher is None:
+        with _publisher_lock:
+            if _publisher is None:
+                _publisher = EventPublisher(PublisherConfig.from_settings())
+    return _publisher
+
+
+def set_publisher(publisher: EventPublisher | None) -> EventPublisher | None:
+    """Replace the process-wide publisher (tests, benchmarks); returns the previous one."""
+    global _publisher
+    with _publisher_lock:
+        previous, _publisher = _publisher, publisher
+    return previous
 
 
 def publish_prediction_events(events: list[dict[str, Any]]) -> None:
-    """Queue one event per scored row; never blocks or raises on the request path."""
-    with _lock:
-        _buffer.extend(events)
+    """Log one event per scored row; returns at once and never raises.
+
+    Each dict: event_id (uuid4 str), request_id, row_index, model, version,
+    routed_by, features, prediction, probabilities, confidence, latency_ms,
+    created_at (ISO 8601 UTC).
+    """
+    try:
+        publisher = _publisher if _publisher is not None else get_publisher()
+        topic = publisher.config.topic
+        publisher.publish([(topic, event) for event in events])
+    except Exception:
+        logger.exception("prediction events not published")
+
+
+def publish_feedback_event(event: dict[str, Any]) -> None:
+    """Queue a ground-truth event for ``feedback-events`` (Kafka backend only)."""
+    publisher = get_publisher()
+    if publisher.sink.name == "kafka":
+        publisher.publish([(FEEDBACK_TOPIC, event)])
+
+
+def event_publishing_status() -> dict[str, Any]:
+    """Buffer depth, journal size, backend health: for /readyz and the pipeline page."""
+    if _publisher is None:
+        from django.conf import settings
+
+        return {"backend": settings.PHOENIX_EVENT_BACKEND, "flusher_running": False}
+    return _publisher.status()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    publisher = _publisher
+    if publisher is not None and publisher.running:
+        try:
+            publisher.stop(timeout_s=5.0)
+        except Exception:  # best effort: the journal holds what could not be sent
+            logger.exception("event flush at exit failed")
+
+
+def _readiness() -> Any:
+    from phoenix.health import ComponentStatus
+
+    status = event_publishing_status()
+    # A broker outage is degraded, not unready: the API keeps answering and the
+    # journal keeps the events. Unready only if the flusher died after starting.
+    ok = _publisher is None or _publisher._thread is None or _publisher.running
+    return ComponentStatus(ok=ok, detail=status)
+
+
+def _register_readiness() -> None:
+    try:
+        from phoenix.health import register_check
+    except Exception:  # imported outside Django (pure tests)
+        return
+    register_check("event_bus", _readiness)
+
+
+_register_readiness()

@@ -28,11 +28,28 @@ class PredictionLog(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["model_name", "version", "created_at"], name="predlog_drift_window"),
+            models.Index(
+                fields=["model_name", "version", "created_at"], name="predlog_drift_window"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.request_id}#{self.row_index} {self.model_name} v{self.version}"
+
+
+class PendingFeedback(models.Model):
+    """Ground truth that arrived before its prediction rows (Kafka: the consumer may lag).
+
+    The consumer applies it when the rows are written and deletes it; entries
+    older than a day are purged as unknown request ids.
+    """
+
+    request_id = models.CharField(max_length=64, unique=True)
+    actual = models.JSONField()
+    received_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"pending feedback for {self.request_id}"
 
 
 class DriftStatus(models.TextChoices):

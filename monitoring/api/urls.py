@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from monitoring.api.feedback import PredictionFeedbackView
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path(
+        "predictions/<str:request_id>/feedback",
+        PredictionFeedbackView.as_view(),
+        name="prediction-feedback",
+    ),
+]

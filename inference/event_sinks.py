@@ -1,0 +1,184 @@
+"""Where the event flusher sends batches: one small interface, two backends.
+
+``send`` returns only once the batch is durable at the destination (Kafka
+acknowledged with acks=all, or the database committed) and raises
+``SinkUnavailable`` otherwise, so the publisher knows when to spill to the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from inference.event_schema import encode_event
+
+logger = logging.getLogger(__name__)
+
+# A buffered item: (topic, event). Prediction events and feedback events share the
+# buffer and the journal; the database sink only writes prediction events.
+Item = tuple[str, dict[str, Any]]
+
+
+class SinkUnavailable(Exception):
+    """The destination did not take (or did not acknowledge) the batch."""
+
+
+class EventSink(Protocol):
+    name: str
+
+    def send(self, items: list[Item]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaSink:
+    """kafka-python producer: idempotent, acks=all, retries; key = model name."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topics: Iterable[str],
+        partitions: int = 3,
+        timeout_s: float = 10.0,
+        client_id: str = "phoenix-events",
+    ) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topics = tuple(topics)
+        self.partitions = partitions
+        self.timeout_s = timeout_s
+        self.client_id = client_id
+        self._producer: Any = None
+        self._topics_ready = False
+        self._lock = threading.Lock()
+
+    def _ensure_producer(self) -> Any:
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            if not self._topics_ready:
+                topics_ensure(
+                    bootstrap_servers=self.bootstrap_servers,
+                    topics=self.topics,
+                    partitions=self.partitions,
+                    timeout_s=self.timeout_s,
+                )
+                self._topics_ready = True
+            timeout_ms = int(self.timeout_s * 1000)
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id=self.client_id,
+                acks="all",
+                # Idempotence (kafka-python >= 3.0) lets retries never duplicate or
+                # reorder within a partition.
+                enable_idempotence=True,
+                retries=5,
+                max_in_flight_requests_per_connection=5,
+                linger_ms=5,
+                compression_type=None,
+                request_timeout_ms=max(1000, timeout_ms // 2),
+                delivery_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms,
+                api_version_auto_timeout_ms=min(timeout_ms, 5000),
+                reconnect_backoff_max_ms=1000,
+            )
+        return self._producer
+
+    def send(self, items: list[Item]) -> None:
+        with self._lock:
+            try:
+                producer = self._ensure_producer()
+                futures = [
+                    producer.send(
+                        topic,
+                        key=str(event.get("model", "")).encode(),
+                        value=encode_event(event),
+                    )
+                    for topic, event in items
+                ]
+                producer.flush(timeout=self.timeout_s)
+                for future in futures:
+                    future.get(timeout=0)
+            except Exception as exc:
+                # A producer that timed out may hold expired batches and an old producer
+                # epoch; a fresh one is the simplest correct state to retry from.
+                self._reset()
+                raise SinkUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _reset(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except Exception:  # closing a broken client must not mask the real error
+                logger.debug("producer close failed", exc_info=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                try:
+                    self._producer.close(timeout=self.timeout_s)
+                finally:
+                    self._producer = None
+
+
+def topics_ensure(
+    *, bootstrap_servers: str, topics: Iterable[str], partitions: int, timeout_s: float = 10.0
+) -> None:
+    """Create the topics that are missing (an existing topic is left as it is)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers,
+        client_id="phoenix-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+        api_version_auto_timeout_ms=int(min(timeout_s, 5.0) * 1000),
+    )
+    try:
+        existing = set(admin.list_topics())
+        for topic in topics:
+            if topic in existing:
+                continue
+            # Another process may win the race to create it.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(
+                    [NewTopic(name=topic, num_partitions=partitions, replication_factor=1)]
+                )
+    finally:
+        admin.close()
+
+
+class DatabaseSink:
+    """The embedded default: one bulk insert per batch into ``PredictionLog``."""
+
+    name = "database"
+
+    def __init__(self, *, prediction_topic: str) -> None:
+        self.prediction_topic = prediction_topic
+
+    def send(self, items: list[Item]) -> None:
+        from django.db import DatabaseError, close_old_connections
+
+        from monitoring.services.prediction_log import prediction_log_write_events
+
+        events = [event for topic, event in items if topic == self.prediction_topic]
+        if not events:
+            return
+        try:
+            prediction_log_write_events(events=events)
+        except DatabaseError as exc:
+            # Drop a broken connection so the next attempt opens a fresh one.
+            close_old_connections()
+            raise SinkUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        from django.db import connection
+
+        connection.close()
