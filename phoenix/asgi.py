@@ -15,7 +15,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from inference.session_cache import preload  # noqa: E402
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
+
+# Warm every servable model before the first request (PHOENIX_PRELOAD_MODELS);
+# /readyz says ready only once they are.
+preload()
 
 application = ProtocolTypeRouter(
     {

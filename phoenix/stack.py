@@ -69,6 +69,9 @@ def stack_processes(
                 "worker",
                 "--loglevel",
                 "INFO",
+                # Threads: no forked copies of the app, and Ctrl-C stops it promptly.
+                "--pool",
+                "threads",
                 "--concurrency",
                 str(worker_concurrency),
                 "--hostname",

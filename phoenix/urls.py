@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("models_registry.api.urls")),
     path("api/v1/", include("inference.api.urls")),
     path("api/v1/", include("monitoring.api.urls")),
+    path("", include("inference.v2_urls")),
     path("", include("django_prometheus.urls")),
     path("", include("monitoring.urls")),
 ]

@@ -7,3 +7,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
 
 application = get_wsgi_application()
+
+from inference.session_cache import preload  # noqa: E402
+
+# Warm every servable model before the first request (PHOENIX_PRELOAD_MODELS).
+preload()

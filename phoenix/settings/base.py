@@ -11,7 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import django_stubs_ext
 import environ
+
+# Lets admin and other Django generics be subscripted at run time, as the type hints do.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -86,6 +90,8 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite creates the file but not its folder.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Web, worker and event writer share the file: WAL lets readers and one writer
     # proceed together, and the busy timeout waits for a lock instead of failing.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -176,6 +182,8 @@ PHOENIX_FEATURE_TTL_S: int = env.int("PHOENIX_FEATURE_TTL_S", default=24 * 3600)
 PHOENIX_FEATURE_STORE: str = env.str(
     "PHOENIX_FEATURE_STORE", default="redis" if REDIS_URL else "database"
 )
+# Redis for the feature store when it is not the main REDIS_URL (another db or server).
+PHOENIX_FEATURE_STORE_URL: str = env.str("PHOENIX_FEATURE_STORE_URL", default=REDIS_URL)
 # Load the session cache when a server process starts (off for management commands).
 PHOENIX_PRELOAD_MODELS: bool = env.bool("PHOENIX_PRELOAD_MODELS", default=False)
 
@@ -185,6 +193,14 @@ PHOENIX_DRIFT_WINDOW_S: int = env.int("PHOENIX_DRIFT_WINDOW_S", default=3600)
 PHOENIX_DRIFT_MIN_ROWS: int = env.int("PHOENIX_DRIFT_MIN_ROWS", default=200)
 PHOENIX_ALERT_WEBHOOK_URL: str = env.str("PHOENIX_ALERT_WEBHOOK_URL", default="")
 PHOENIX_ALERT_WEBHOOK_SECRET: str = env.str("PHOENIX_ALERT_WEBHOOK_SECRET", default="")
+PHOENIX_DRIFT_CORRECTION: str = env.str("PHOENIX_DRIFT_CORRECTION", default="bh")
+# The newest rows of a window are tested; more adds time, not power.
+PHOENIX_DRIFT_MAX_ROWS: int = env.int("PHOENIX_DRIFT_MAX_ROWS", default=100_000)
+PHOENIX_DRIFT_TOPIC: str = env.str("PHOENIX_DRIFT_TOPIC", default="drift-events")
+# A drifting model is retrained at most once per cooldown, not on every check.
+PHOENIX_RETRAINING_COOLDOWN_S: int = env.int("PHOENIX_RETRAINING_COOLDOWN_S", default=6 * 3600)
+# Labelled rows (with feedback) this recent are given to a retraining recipe.
+PHOENIX_RETRAINING_LOOKBACK_S: int = env.int("PHOENIX_RETRAINING_LOOKBACK_S", default=7 * 86400)
 
 # --- auth, API ------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
