@@ -246,20 +246,26 @@ class EventPublisher:
             EVENTS_PUBLISHED.labels(backend=self.sink.name).inc(len(items))
             EVENTS_REPLAYED.inc(len(items))
 
+        # Cleared before, not after: a request that spills while we replay sets it
+        # again, so its segment is picked up by the next round instead of forgotten.
+        self._journal_dirty = False
         try:
             result = self.journal.replay(send, batch_size=self.config.batch_size)
         except SinkUnavailable as exc:
+            self._journal_dirty = True
             self._mark_unhealthy(str(exc))
             return
+        except Exception:
+            self._journal_dirty = True
+            raise
         finally:
             EVENTS_JOURNAL_BYTES.set(self.journal.size_bytes())
         if result.corrupt_lines:
             logger.warning("skipped %d torn journal lines", result.corrupt_lines)
         if result.records:
             logger.info("replayed %d journalled events", result.records)
-        self._healthy, self._retry_delay, self.last_error = True, 0.25, ""
         # Segments locked by other live processes are theirs to replay.
-        self._journal_dirty = False
+        self._healthy, self._retry_delay, self.last_error = True, 0.25, ""
 
     def _mark_unhealthy(self, error: str) -> None:
         if self._healthy:
@@ -324,9 +330,12 @@ def publish_prediction_events(events: list[dict[str, Any]]) -> None:
 
 def publish_feedback_event(event: dict[str, Any]) -> None:
     """Queue a ground-truth event for ``feedback-events`` (Kafka backend only)."""
-    publisher = get_publisher()
-    if publisher.sink.name == "kafka":
-        publisher.publish([(FEEDBACK_TOPIC, event)])
+    try:
+        publisher = get_publisher()
+        if publisher.sink.name == "kafka":
+            publisher.publish([(FEEDBACK_TOPIC, event)])
+    except Exception:  # the ground truth is already stored; the stream copy is best effort
+        logger.exception("feedback event not published")
 
 
 def event_publishing_status() -> dict[str, Any]:

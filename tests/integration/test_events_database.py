@@ -1,0 +1,108 @@
+"""The embedded backend: prediction events -> PredictionLog rows with no broker at all."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference.events import EventPublisher, PublisherConfig
+from monitoring.models import PredictionLog
+from monitoring.services.prediction_log import prediction_log_write_events
+
+TOPIC = "inference-events"
+
+
+def make_events(
+    n: int, *, request_id: str | None = None, model: str = "credit"
+) -> list[dict[str, Any]]:
+    request_id = request_id or uuid.uuid4().hex
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "request_id": request_id,
+            "row_index": i,
+            "model": model,
+            "version": "1",
+            "routed_by": "single",
+            "features": {"x1": float(i), "x2": 0.5},
+            "prediction": i % 2,
+            "probabilities": [0.3, 0.7],
+            "confidence": 0.7,
+            "latency_ms": 0.25,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        for i in range(n)
+    ]
+
+
+def _config(tmp_path: Path) -> PublisherConfig:
+    return PublisherConfig(
+        backend="database",
+        topic=TOPIC,
+        buffer_size=1000,
+        batch_size=50,
+        flush_interval_s=0.05,
+        journal_dir=tmp_path / "journal",
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_backend_writes_exactly_one_row_per_event(tmp_path: Path) -> None:
+    publisher = EventPublisher(_config(tmp_path))
+    events = make_events(120)
+
+    for start in range(0, 120, 4):
+        publisher.publish([(TOPIC, e) for e in events[start : start + 4]])
+    publisher.stop()
+
+    assert PredictionLog.objects.count() == 120
+    row = PredictionLog.objects.get(event_id=events[7]["event_id"])
+    assert row.model_name == "credit"
+    assert row.row_index == 7
+    assert row.features == {"x1": 7.0, "x2": 0.5}
+    assert row.probabilities == [0.3, 0.7]
+
+
+@pytest.mark.django_db
+def test_writing_the_same_events_twice_keeps_one_row_each() -> None:
+    events = make_events(10)
+
+    first = prediction_log_write_events(events=events)
+    second = prediction_log_write_events(events=events + events[:3])
+
+    assert (first.inserted, first.duplicates) == (10, 0)
+    assert (second.inserted, second.duplicates) == (0, 13)
+    assert PredictionLog.objects.count() == 10
+
+
+@pytest.mark.django_db
+def test_invalid_events_are_counted_not_written() -> None:
+    events = make_events(2)
+    del events[1]["model"]
+
+    result = prediction_log_write_events(events=events)
+
+    assert (result.inserted, result.invalid) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_journal_left_by_a_dead_process_is_written_after_restart(tmp_path: Path) -> None:
+    from inference.event_journal import EventJournal
+
+    events = make_events(25)
+    dead = EventJournal(tmp_path / "journal")
+    dead.append([{"t": TOPIC, "e": e} for e in events])
+    assert dead._active is not None
+    dead._active.close()  # the process was killed: nothing sealed, lock released
+
+    restarted = EventPublisher(_config(tmp_path))
+    restarted.publish([(TOPIC, e) for e in make_events(1)])
+    restarted.stop()
+
+    assert PredictionLog.objects.count() == 26
+    assert PredictionLog.objects.filter(event_id__in=[e["event_id"] for e in events]).count() == 25
+    assert not restarted.journal.has_pending()

@@ -1,0 +1,245 @@
+"""POST /api/v1/predictions/{request_id}/feedback: ground truth onto logged predictions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from inference import events as events_module
+from inference.auth import api_key_cache_clear, key_hash
+from inference.event_sinks import Item
+from inference.events import EventPublisher, PublisherConfig
+from inference.models import ApiKey
+from models_registry.models import RegisteredModel
+from monitoring.models import PendingFeedback, PredictionLog
+from monitoring.services.prediction_log import prediction_log_write_events
+
+pytestmark = pytest.mark.django_db
+
+
+def make_events(n: int, *, model: str = "credit") -> list[dict[str, Any]]:
+    request_id = uuid.uuid4().hex
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "request_id": request_id,
+            "row_index": i,
+            "model": model,
+            "version": "1",
+            "routed_by": "single",
+            "features": {"x1": float(i)},
+            "prediction": i % 2,
+            "probabilities": None,
+            "confidence": None,
+            "latency_ms": 0.25,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        for i in range(n)
+    ]
+
+
+def url(request_id: str) -> str:
+    return f"/api/v1/predictions/{request_id}/feedback"
+
+
+@pytest.fixture
+def staff_client() -> Client:
+    user = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _post(client: Client, request_id: str, body: Any, **headers: str) -> Any:
+    return client.post(url(request_id), body, content_type="application/json", headers=headers)
+
+
+def test_feedback_is_stored_on_the_single_row(staff_client: Client) -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+    request_id = events[0]["request_id"]
+
+    response = _post(staff_client, request_id, {"actual": 1})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "request_id": request_id,
+        "status": "recorded",
+        "rows": 1,
+        "changed": 1,
+    }
+    row = PredictionLog.objects.get(request_id=request_id)
+    assert row.actual == 1
+    assert row.actual_at is not None
+
+
+def test_repeating_feedback_changes_nothing(staff_client: Client) -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+    request_id = events[0]["request_id"]
+    _post(staff_client, request_id, {"actual": "approved"})
+    first_at = PredictionLog.objects.get(request_id=request_id).actual_at
+
+    again = _post(staff_client, request_id, {"actual": "approved"})
+
+    assert again.status_code == 200
+    assert again.json()["changed"] == 0
+    assert PredictionLog.objects.get(request_id=request_id).actual_at == first_at
+
+
+def test_batch_feedback_takes_one_value_per_row(staff_client: Client) -> None:
+    events = make_events(3)
+    prediction_log_write_events(events=events)
+    request_id = events[0]["request_id"]
+
+    response = _post(staff_client, request_id, {"actual": [0, 1, 1]})
+
+    assert response.status_code == 200
+    actuals = list(
+        PredictionLog.objects.filter(request_id=request_id)
+        .order_by("row_index")
+        .values_list("actual", flat=True)
+    )
+    assert actuals == [0, 1, 1]
+
+
+def test_batch_feedback_of_the_wrong_length_is_a_400(staff_client: Client) -> None:
+    events = make_events(3)
+    prediction_log_write_events(events=events)
+
+    response = _post(staff_client, events[0]["request_id"], {"actual": [0, 1]})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_unknown_request_id_is_a_404(staff_client: Client) -> None:
+    response = _post(staff_client, "no-such-request", {"actual": 1})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_missing_actual_is_a_400(staff_client: Client) -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+
+    response = _post(staff_client, events[0]["request_id"], {"label": 1})
+
+    assert response.status_code == 400
+    assert "actual" in response.json()["error"]["details"]
+
+
+def test_feedback_without_credentials_is_refused() -> None:
+    response = _post(Client(), "anything", {"actual": 1})
+
+    assert response.status_code == 401
+
+
+def _api_key(*, models: list[str] | None = None) -> str:
+    key = f"phx_{uuid.uuid4().hex}"
+    api_key = ApiKey.objects.create(name="client", prefix=key[:8], key_hash=key_hash(key))
+    for name in models or []:
+        api_key.allowed_models.add(RegisteredModel.objects.create(name=name))
+    api_key_cache_clear()
+    return key
+
+
+def test_feedback_with_an_api_key(staff_client: Client) -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+    key = _api_key()
+
+    response = _post(
+        Client(), events[0]["request_id"], {"actual": 0}, Authorization=f"Bearer {key}"
+    )
+
+    assert response.status_code == 200
+
+
+def test_an_api_key_scoped_to_another_model_is_forbidden() -> None:
+    events = make_events(1, model="credit")
+    prediction_log_write_events(events=events)
+    key = _api_key(models=["fraud"])
+
+    response = _post(Client(), events[0]["request_id"], {"actual": 0}, **{"X-API-Key": key})
+
+    assert response.status_code == 403
+
+
+class CapturingKafkaSink:
+    name = "kafka"
+
+    def __init__(self) -> None:
+        self.received: list[Item] = []
+
+    def send(self, items: list[Item]) -> None:
+        self.received.extend(items)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def kafka_publisher(tmp_path: Path, settings: Any) -> Iterator[CapturingKafkaSink]:
+    settings.PHOENIX_EVENT_BACKEND = "kafka"
+    sink = CapturingKafkaSink()
+    config = PublisherConfig(
+        backend="kafka",
+        topic="inference-events",
+        buffer_size=100,
+        batch_size=10,
+        flush_interval_s=0.05,
+        journal_dir=tmp_path / "journal",
+    )
+    publisher = EventPublisher(config, sink=sink)
+    previous = events_module.set_publisher(publisher)
+    yield sink
+    publisher.stop()
+    events_module.set_publisher(previous)
+
+
+def test_with_kafka_early_feedback_waits_for_its_rows(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink
+) -> None:
+    events = make_events(2)
+    request_id = events[0]["request_id"]
+
+    response = _post(staff_client, request_id, {"actual": [1, 0]})
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "pending"
+    assert PendingFeedback.objects.filter(request_id=request_id).exists()
+
+    result = prediction_log_write_events(events=events)  # the consumer catches up
+
+    assert result.feedback_applied == 2
+    assert not PendingFeedback.objects.exists()
+    actuals = list(
+        PredictionLog.objects.filter(request_id=request_id)
+        .order_by("row_index")
+        .values_list("actual", flat=True)
+    )
+    assert actuals == [1, 0]
+
+
+def test_with_kafka_feedback_is_also_published_to_feedback_events(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink
+) -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+    request_id = events[0]["request_id"]
+
+    _post(staff_client, request_id, {"actual": 1})
+    events_module.get_publisher().flush()
+
+    assert [(t, e["request_id"], e["actual"]) for t, e in kafka_publisher.received] == [
+        ("feedback-events", request_id, 1)
+    ]

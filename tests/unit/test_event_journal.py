@@ -1,0 +1,148 @@
+"""The event journal and schema: pure modules, no Django database."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from inference.event_journal import EventJournal
+from inference.event_schema import InvalidEvent, encode_event, parse_event
+
+
+def _records(start: int, stop: int) -> list[dict[str, object]]:
+    return [{"t": "inference-events", "e": {"n": i}} for i in range(start, stop)]
+
+
+def _collect(journal: EventJournal) -> list[int]:
+    seen: list[int] = []
+    journal.replay(lambda batch: seen.extend(int(r["e"]["n"]) for r in batch), batch_size=3)  # type: ignore[index]
+    return seen
+
+
+def test_replay_sends_everything_in_order_then_empties_the_journal(tmp_path: Path) -> None:
+    journal = EventJournal(tmp_path)
+    journal.append(_records(0, 5))
+    journal.append(_records(5, 8))
+
+    assert _collect(journal) == list(range(8))
+    assert not journal.has_pending()
+    assert _collect(journal) == []
+
+
+def test_failed_send_keeps_the_segment_for_the_next_replay(tmp_path: Path) -> None:
+    journal = EventJournal(tmp_path)
+    journal.append(_records(0, 4))
+
+    def broker_down(batch: list[dict[str, object]]) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        journal.replay(broker_down)
+
+    assert journal.has_pending()
+    assert _collect(journal) == [0, 1, 2, 3]
+
+
+def test_spills_after_a_replay_started_go_to_a_new_segment(tmp_path: Path) -> None:
+    journal = EventJournal(tmp_path)
+    journal.append(_records(0, 2))
+    seen: list[int] = []
+
+    def send(batch: list[dict[str, object]]) -> None:
+        seen.extend(int(r["e"]["n"]) for r in batch)  # type: ignore[index]
+        journal.append(_records(100, 101))  # a request spills while we replay
+
+    journal.replay(send)
+
+    assert seen == [0, 1]
+    assert _collect(journal) == [100]
+
+
+def test_a_new_process_replays_what_a_dead_one_left(tmp_path: Path) -> None:
+    dead = EventJournal(tmp_path)
+    dead.append(_records(0, 3))
+    assert dead._active is not None
+    dead._active.close()  # the process died: its lock is gone, the file stays unsealed
+
+    restarted = EventJournal(tmp_path)
+
+    assert restarted.has_pending()
+    assert _collect(restarted) == [0, 1, 2]
+    assert list(tmp_path.glob("*.jsonl")) == []
+
+
+def test_a_live_writers_active_segment_is_not_replayed_by_another(tmp_path: Path) -> None:
+    live = EventJournal(tmp_path)
+    live.append(_records(0, 2))
+    other = EventJournal(tmp_path)
+
+    assert _collect(other) == []
+    assert _collect(live) == [0, 1]
+
+
+def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
+    journal = EventJournal(tmp_path)
+    journal.append(_records(0, 2))
+    journal.seal()
+    segment = next(tmp_path.glob("sealed-*.jsonl"))
+    with segment.open("ab") as handle:
+        handle.write(b'{"t": "inference-events", "e": {"n"')  # crash mid-write
+
+    sent: list[dict[str, object]] = []
+    result = journal.replay(sent.extend)
+
+    assert result.records == 2
+    assert result.corrupt_lines == 1
+
+
+def _event(**overrides: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "event_id": str(uuid.uuid4()),
+        "request_id": "req-1",
+        "row_index": 0,
+        "model": "credit",
+        "version": "1",
+        "routed_by": "single",
+        "features": {"x1": 1.0},
+        "prediction": 1,
+        "probabilities": [0.2, 0.8],
+        "confidence": 0.8,
+        "latency_ms": 0.4,
+        "created_at": "2026-11-23T08:00:00+00:00",
+    }
+    event.update(overrides)
+    return event
+
+
+def test_parse_event_round_trips_an_encoded_event() -> None:
+    event = _event()
+
+    parsed = parse_event(encode_event(event))
+
+    assert str(parsed.event_id) == event["event_id"]
+    assert parsed.model == "credit"
+    assert parsed.confidence == 0.8
+    assert parsed.created_at.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "reason_part"),
+    [
+        (b"not json at all", "not_json", "not JSON"),
+        (b"[1, 2]", "not_object", "not a JSON object"),
+        (encode_event({"event_id": str(uuid.uuid4())}), "missing_fields", "request_id"),
+        (encode_event(_event(event_id="nope")), "invalid_field", "UUID"),
+        (encode_event(_event(created_at="yesterday")), "invalid_field", "ISO 8601"),
+        (encode_event(_event(confidence="high")), "invalid_field", "confidence"),
+    ],
+)
+def test_parse_event_names_the_reason_for_a_poison_message(
+    raw: bytes, kind: str, reason_part: str
+) -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        parse_event(raw)
+
+    assert caught.value.kind == kind
+    assert reason_part in caught.value.reason
