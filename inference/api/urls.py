@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from .views import PredictView
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("models/<str:name>/predict", PredictView.as_view(), name="inference-predict"),
+]

@@ -1,0 +1,104 @@
+"""API keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+Only a SHA-256 of a key is stored. Looked-up keys (and, briefly, unknown ones) are
+cached in this process, so a warm request makes no database query; any change to
+a key (create, revoke, admin edit) clears the cache here and, through the
+registry's change broadcast, in every other process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from phoenix.exceptions import Forbidden, Unauthenticated
+
+from .selectors import ApiKeyPrincipal, api_key_principal_get
+
+# Unknown keys are remembered this long, so a client retrying a bad key cannot
+# turn each request into a query; a newly created key still works at once
+# because creating one clears the cache.
+NEGATIVE_TTL_S = 10.0
+MAX_CACHED = 10_000
+
+_cache: dict[str, tuple[ApiKeyPrincipal | None, float]] = {}
+_generation = 0
+_lock = threading.Lock()
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents, or None. ``headers`` is case-insensitive (Django's)."""
+    authorization = headers.get("Authorization")
+    if authorization:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credential.strip():
+            return credential.strip()
+    key = headers.get("X-API-Key")
+    return key.strip() if key and key.strip() else None
+
+
+def api_key_cache_clear() -> None:
+    global _generation
+    with _lock:
+        _generation += 1
+        _cache.clear()
+
+
+def api_key_authenticate(*, key: str | None) -> ApiKeyPrincipal:
+    """The active key's principal. Raises Unauthenticated (401) for none, unknown or revoked."""
+    if not key:
+        raise Unauthenticated(
+            "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
+        )
+    digest = key_hash(key)
+    cached = _cache.get(digest)
+    if cached is not None and (cached[0] is not None or cached[1] > time.monotonic()):
+        principal = cached[0]
+    else:
+        generation = _generation
+        principal = api_key_principal_get(key_hash=digest)
+        with _lock:
+            # A change that cleared the cache during our query makes our answer stale.
+            if generation == _generation:
+                if len(_cache) >= MAX_CACHED:
+                    _cache.clear()
+                _cache[digest] = (principal, time.monotonic() + NEGATIVE_TTL_S)
+    if principal is None:
+        raise Unauthenticated("The API key is not valid or has been revoked.")
+    return principal
+
+
+def api_key_authorize(*, principal: ApiKeyPrincipal, model_name: str) -> None:
+    """Raises Forbidden (403) when the key is not scoped to ``model_name``."""
+    if not principal.may_use(model_name):
+        raise Forbidden(
+            f"This API key may not use model {model_name!r}.",
+            details={"model": model_name, "key": principal.prefix},
+        )
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """DRF authentication by API key; a request without a key is refused (401)."""
+
+    def authenticate(self, request: Request) -> tuple[ApiKeyPrincipal, None]:
+        principal = api_key_authenticate(key=api_key_from_headers(request.headers))
+        return principal, None
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="phoenix"'
+
+
+class HasApiKey(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.user, ApiKeyPrincipal)

@@ -1,0 +1,112 @@
+"""Prometheus metrics of the inference path, exported at /metrics with django-prometheus's.
+
+Label values are bounded: model names and versions come from the registry (a
+request for an unknown model is counted as model="unknown"), routes from the
+routing module's small set, statuses are HTTP codes. Entity ids and inputs never
+become labels. With ``PROMETHEUS_MULTIPROC_DIR`` set, prometheus_client writes
+these to per-process files and /metrics aggregates every worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+UNKNOWN = "unknown"
+
+_LATENCY_BUCKETS = (
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+_COMPUTE_BUCKETS = (
+    0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5,
+)  # fmt: skip
+_CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0)
+
+REQUESTS = Counter(
+    "phoenix_inference_requests_total",
+    "Prediction requests by model, version, route and HTTP status.",
+    ["model", "version", "route", "status"],
+)
+LATENCY = Histogram(
+    "phoenix_inference_latency_seconds",
+    "Time to answer a prediction request inside the service (parsing to response data).",
+    ["model", "version"],
+    buckets=_LATENCY_BUCKETS,
+)
+COMPUTE = Histogram(
+    "phoenix_inference_model_seconds",
+    "Time spent in the ONNX Runtime call alone.",
+    ["model", "version"],
+    buckets=_COMPUTE_BUCKETS,
+)
+CONFIDENCE = Histogram(
+    "phoenix_prediction_confidence",
+    "Classifier confidence (highest class probability) per predicted row.",
+    ["model", "version"],
+    buckets=_CONFIDENCE_BUCKETS,
+)
+ROWS = Counter(
+    "phoenix_inference_rows_total", "Rows scored, shadow scoring included.", ["model", "version"]
+)
+FEATURE_STORE_FALLBACK = Counter(
+    "phoenix_feature_store_fallback_total",
+    "Requests served from their own features because the feature store was unreachable.",
+    ["backend"],
+)
+MODEL_LOADED = Gauge(
+    "phoenix_model_loaded",
+    "1 while a model version's session is warm in a live worker.",
+    ["model", "version", "provider"],
+    multiprocess_mode="livemax",
+)
+
+# labels() costs a lock and a dict lookup per call; the hot path reuses children.
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    key = (id(metric), *labels)
+    child = _children.get(key)
+    if child is None:
+        child = metric.labels(*labels)
+        _children[key] = child
+    return child
+
+
+def request_observed(
+    *, model: str, version: str, route: str, status: int, latency_s: float | None = None
+) -> None:
+    _child(REQUESTS, model, version, route, str(status)).inc()
+    if latency_s is not None:
+        _child(LATENCY, model, version).observe(latency_s)
+
+
+def compute_observed(*, model: str, version: str, seconds: float, rows: int) -> None:
+    _child(COMPUTE, model, version).observe(seconds)
+    _child(ROWS, model, version).inc(rows)
+
+
+def confidence_observed(*, model: str, version: str, values: list[float]) -> None:
+    child = _child(CONFIDENCE, model, version)
+    for value in values:
+        child.observe(value)
+
+
+def feature_store_fallback(*, backend: str) -> None:
+    _child(FEATURE_STORE_FALLBACK, backend).inc()
+
+
+_loaded_series: set[tuple[str, str, str]] = set()
+
+
+def model_loaded(model: str, version: str, provider: str, *, loaded: bool) -> None:
+    if loaded:
+        _loaded_series.add((model, version, provider))
+        MODEL_LOADED.labels(model, version, provider).set(1)
+        return
+    # The provider is not known at unload time: zero every series of this version.
+    for labels in list(_loaded_series):
+        if labels[:2] == (model, version):
+            MODEL_LOADED.labels(*labels).set(0)
+            _loaded_series.discard(labels)

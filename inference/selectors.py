@@ -1,0 +1,142 @@
+"""Reads for the inference app. Called when caches are (re)built, never per warm request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from models_registry.models import Alias, ModelVersion, RegisteredModel
+from models_registry.selectors import model_version_get, servable_versions
+from models_registry.stages import Stage
+
+from . import routing
+from .models import ApiKey, RoutingPolicy
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What serving needs to know about one version, detached from the ORM."""
+
+    model_name: str
+    version: str
+    sha256: str
+    stage: str
+    path: str
+    aliases: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    signature: dict[str, Any] = field(hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_name} v{self.version}"
+
+
+@dataclass(frozen=True)
+class ModelServing:
+    """One model's serving plan: who answers, who may challenge, and how to split."""
+
+    name: str
+    champion: ServedVersion | None
+    challenger: ServedVersion | None
+    policy: routing.Policy
+    versions: dict[str, ServedVersion] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ApiKeyPrincipal:
+    """An authenticated client. ``allowed_models`` None means every model."""
+
+    id: int
+    name: str
+    prefix: str
+    allowed_models: frozenset[str] | None
+
+    # DRF's IsAuthenticated and Django's request.user conventions.
+    is_authenticated = True
+    is_anonymous = False
+
+    def may_use(self, model_name: str) -> bool:
+        return self.allowed_models is None or model_name in self.allowed_models
+
+
+def served_version_from(version: ModelVersion) -> ServedVersion:
+    return ServedVersion(
+        model_name=version.model.name,
+        version=version.version,
+        sha256=version.sha256,
+        stage=version.stage,
+        path=version.file.path,
+        aliases=tuple(sorted(a.alias for a in version.aliases.all())),
+        feature_names=tuple(version.feature_names or ()),
+        signature=dict(version.signature or {}),
+    )
+
+
+def serving_plans_read() -> dict[str, ModelServing]:
+    """Every model with a servable version, keyed by name (two queries)."""
+    by_model: dict[str, list[ServedVersion]] = {}
+    for version in servable_versions():
+        served = served_version_from(version)
+        by_model.setdefault(served.model_name, []).append(served)
+    policies = {
+        p.model.name: routing.Policy(
+            strategy=routing.Strategy(p.strategy),
+            challenger_percent=float(p.challenger_percent),
+            seed=p.seed,
+        )
+        for p in RoutingPolicy.objects.select_related("model").filter(
+            model__name__in=list(by_model)
+        )
+    }
+    plans: dict[str, ModelServing] = {}
+    for name, versions in by_model.items():
+        champion = _holder(versions, Alias.CHAMPION) or next(
+            (v for v in versions if v.stage == Stage.PRODUCTION), None
+        )
+        challenger = _holder(versions, Alias.CHALLENGER)
+        if challenger is not None and champion is not None and challenger.sha256 == champion.sha256:
+            challenger = None
+        plans[name] = ModelServing(
+            name=name,
+            champion=champion,
+            challenger=challenger,
+            policy=policies.get(name, routing.Policy()),
+            versions={v.version: v for v in versions},
+        )
+    return plans
+
+
+def _holder(versions: list[ServedVersion], alias: str) -> ServedVersion | None:
+    return next((v for v in versions if alias in v.aliases), None)
+
+
+def served_version_get(*, model_name: str, version: str) -> ServedVersion:
+    """A version pinned by a client. Raises ModelNotFound/ModelVersionNotFound (404),
+    also for an archived version, which is never served."""
+    from models_registry.exceptions import ModelVersionNotFound
+
+    found = model_version_get(model_name=model_name, version=version)
+    if found.stage == Stage.ARCHIVED:
+        raise ModelVersionNotFound(
+            f"Version {version!r} of {model_name} is archived and not served."
+        )
+    return served_version_from(found)
+
+
+def registered_model_exists(*, name: str) -> bool:
+    return RegisteredModel.objects.filter(name=name).exists()
+
+
+def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
+    """The active (not revoked) key with this hash, or None."""
+    api_key = (
+        ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True)
+        .prefetch_related("allowed_models")
+        .first()
+    )
+    if api_key is None:
+        return None
+    names = frozenset(m.name for m in api_key.allowed_models.all())
+    return ApiKeyPrincipal(
+        id=api_key.pk, name=api_key.name, prefix=api_key.prefix, allowed_models=names or None
+    )

@@ -1,0 +1,252 @@
+"""The process's warm ONNX Runtime sessions and serving plans.
+
+Sessions are keyed by the file's sha256, so a replaced file can never be served
+with stale weights. The serving plans (which version is champion/challenger of
+each model, and its routing policy) are read from the database once and kept in
+memory: a warm request reads two dicts and touches no database.
+
+When the registry says it changed (``models_registry.notifications``, heard from
+this process at once and from others over Redis or the change log), new plans
+are read and any new version is loaded and warmed up *before* the plans are
+swapped in; requests keep being served by the old plans meanwhile, and sessions
+no longer referenced are dropped only after the swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from phoenix.exceptions import DependencyUnavailable
+from phoenix.health import ComponentStatus, register_check
+
+from . import metrics
+from .runtime import LoadedModel, model_load
+from .selectors import ModelServing, ServedVersion, serving_plans_read
+
+logger = logging.getLogger(__name__)
+
+# A file that failed to load is not retried on every request for this long.
+FAILED_RETRY_S = 30.0
+
+
+class SessionCache:
+    def __init__(self) -> None:
+        self._sessions: dict[str, LoadedModel] = {}
+        self._labels: dict[str, ServedVersion] = {}
+        self._failed: dict[str, tuple[float, str]] = {}
+        self._load_locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._plans: dict[str, ModelServing] | None = None
+        # Versions pinned by clients since the last refresh, by (model, version).
+        self._pinned: dict[tuple[str, str], ServedVersion] = {}
+
+    # --- reads on the request path (no locks, no database once warm) ---------
+
+    def get(self, sha256: str) -> LoadedModel | None:
+        return self._sessions.get(sha256)
+
+    def plans(self) -> dict[str, ModelServing]:
+        plans = self._plans
+        if plans is None:
+            self.refresh(reason="first request")
+            plans = self._plans or {}
+        return plans
+
+    def pinned(self, model_name: str, version: str) -> ServedVersion | None:
+        return self._pinned.get((model_name, version))
+
+    def remember_pinned(self, served: ServedVersion) -> None:
+        self._pinned[(served.model_name, served.version)] = served
+
+    def session_for(self, served: ServedVersion) -> LoadedModel:
+        """The warm session of ``served``, loading it first if needed.
+
+        Only a request for a model that is not warm waits, and only for that model.
+        Raises DependencyUnavailable when the file cannot be loaded.
+        """
+        model = self._sessions.get(served.sha256)
+        if model is not None:
+            return model
+        return self._load(served)
+
+    # --- loading -------------------------------------------------------------
+
+    def _lock_for(self, sha256: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._load_locks.setdefault(sha256, threading.Lock())
+
+    def _load(self, served: ServedVersion) -> LoadedModel:
+        with self._lock_for(served.sha256):
+            model = self._sessions.get(served.sha256)
+            if model is not None:
+                return model
+            failed = self._failed.get(served.sha256)
+            if failed is not None and time.monotonic() - failed[0] < FAILED_RETRY_S:
+                raise DependencyUnavailable(
+                    f"{served.label} could not be loaded: {failed[1]}",
+                    details={"model": served.model_name, "version": served.version},
+                )
+            try:
+                model = model_load(path=served.path, sha256=served.sha256)
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}"
+                self._failed[served.sha256] = (time.monotonic(), message)
+                logger.error("could not load %s (%s): %s", served.label, served.path, message)
+                raise DependencyUnavailable(
+                    f"{served.label} could not be loaded.",
+                    details={"model": served.model_name, "version": served.version},
+                ) from exc
+            self._failed.pop(served.sha256, None)
+            self._sessions[served.sha256] = model
+            self._labels[served.sha256] = served
+            metrics.model_loaded(served.model_name, served.version, model.provider, loaded=True)
+            logger.info(
+                "loaded %s on %s in %.0f ms (warm call %.1f us, %s)",
+                served.label,
+                model.provider,
+                model.load_s * 1000,
+                model.warm_call_s * 1e6,
+                "inline" if model.inline else "thread pool",
+            )
+            return model
+
+    def refresh(self, *, reason: str = "") -> None:
+        """Re-read the plans, warm every servable version, then swap; drop the unused."""
+        with self._refresh_lock:
+            plans = serving_plans_read()
+            for plan in plans.values():
+                for served in plan.versions.values():
+                    # A file that fails is reported by readiness and answered 503;
+                    # the others still load.
+                    with contextlib.suppress(DependencyUnavailable):
+                        self.session_for(served)
+            self._plans = plans
+            self._pinned = {}
+            wanted = {v.sha256 for p in plans.values() for v in p.versions.values()}
+            for sha256 in list(self._sessions):
+                if sha256 not in wanted:
+                    self._sessions.pop(sha256, None)
+                    gone = self._labels.pop(sha256, None)
+                    if gone is not None:
+                        metrics.model_loaded(gone.model_name, gone.version, "", loaded=False)
+            logger.info(
+                "serving plans refreshed (%s): %d model(s), %d session(s)",
+                reason or "registry change",
+                len(plans),
+                len(self._sessions),
+            )
+
+    def clear(self) -> None:
+        """Forget everything (tests; the next request reads the registry again)."""
+        with self._refresh_lock:
+            self._plans = None
+            self._pinned = {}
+            self._sessions = {}
+            self._labels = {}
+            self._failed = {}
+
+    # --- readiness -------------------------------------------------------------
+
+    def readiness(self) -> list[tuple[str, ComponentStatus]]:
+        """One component per servable version (read from the database, not the cache),
+        ok only when its session is warm in this process."""
+        from models_registry.selectors import servable_versions
+
+        from .selectors import served_version_from
+
+        statuses: list[tuple[str, ComponentStatus]] = []
+        for version in servable_versions():
+            served = served_version_from(version)
+            loaded = self._sessions.get(served.sha256)
+            detail: dict[str, Any] = {"stage": served.stage, "aliases": list(served.aliases)}
+            if loaded is not None:
+                detail.update(
+                    provider=loaded.provider,
+                    warm_call_us=round(loaded.warm_call_s * 1e6, 1),
+                    execution="inline" if loaded.inline else "thread pool",
+                )
+            else:
+                failed = self._failed.get(served.sha256)
+                detail["error"] = failed[1] if failed else "not loaded in this process"
+            statuses.append(
+                (
+                    f"model:{served.model_name}:{served.version}",
+                    ComponentStatus(ok=loaded is not None, detail=detail),
+                )
+            )
+        return statuses
+
+
+session_cache = SessionCache()
+
+
+def _on_registry_change(change: Any) -> None:
+    """Registry (or routing policy / API key) changed somewhere: bring this process up to date."""
+    from .auth import api_key_cache_clear
+
+    reason = getattr(change, "reason", "")
+    if reason in ("api_key", "resync"):
+        api_key_cache_clear()
+        if reason == "api_key":
+            return
+    # A process that has never served has nothing stale: it reads plans on first use.
+    if session_cache._plans is None:
+        return
+    try:
+        session_cache.refresh(reason=f"{reason} {getattr(change, 'model_name', '')}".strip())
+    finally:
+        # The listener thread must not keep a broken or stale connection. A request
+        # thread's connection is left alone: it may be inside a transaction.
+        if threading.current_thread().daemon:
+            close_old_connections()
+
+
+def install() -> None:
+    """Subscribe to registry changes and register the readiness check (AppConfig.ready)."""
+    from models_registry.notifications import subscribe
+
+    subscribe(_on_registry_change)
+    register_check("models", session_cache.readiness)
+
+
+def preload() -> None:
+    """Warm every servable version now and listen for other processes' changes.
+
+    Called by the ASGI/WSGI entry points when ``PHOENIX_PRELOAD_MODELS`` is on. A
+    failure is logged, not raised: the server still starts, and /readyz says what is wrong.
+    """
+    if not settings.PHOENIX_PRELOAD_MODELS:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        _preload()
+        return
+    # uvicorn imports the app inside its event loop, where the ORM refuses to run;
+    # nothing is served yet, so waiting for a thread here costs no request anything.
+    worker = threading.Thread(target=_preload, name="phoenix-preload")
+    worker.start()
+    worker.join()
+
+
+def _preload() -> None:
+    from models_registry.notifications import start_listener
+
+    started = time.perf_counter()
+    try:
+        start_listener()
+        session_cache.refresh(reason="process start")
+    except Exception:
+        logger.exception("preloading models failed; /readyz will report it")
+    finally:
+        close_old_connections()
+    logger.info("session cache preloaded in %.0f ms", (time.perf_counter() - started) * 1000)

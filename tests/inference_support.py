@@ -1,0 +1,57 @@
+"""Helpers shared by the inference tests: models, registration, keys, recorded events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FEATURES = ["x1", "x2", "x3"]
+
+
+def onnx_classifier(path: Path, *, flip: bool = False, seed: int = 7) -> Path:
+    """A logistic regression over x1..x3 (``flip`` learns the opposite labels)."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).astype(np.int64)
+    if flip:
+        y = 1 - y
+    clf = LogisticRegression().fit(x, y)
+    model = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
+    meta = model.metadata_props.add()
+    meta.key, meta.value = "feature_names", ",".join(FEATURES)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def onnx_regressor(path: Path) -> Path:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3)).astype(np.float32)
+    reg = LinearRegression().fit(x, x @ np.array([1.0, 2.0, -1.0]) + 0.5)
+    model = to_onnx(reg, x[:1], target_opset=17)
+    meta = model.metadata_props.add()
+    meta.key, meta.value = "feature_names", ",".join(FEATURES)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def register(name: str, path: Path, *, stage: str = "production", alias: str | None = None) -> Any:
+    from models_registry.services import model_version_register
+
+    return model_version_register(model_name=name, file=path, stage=stage, alias=alias)
+
+
+def onnx_predict(path: Path, rows: list[list[float]]) -> tuple[list[int], np.ndarray]:
+    """What onnxruntime itself says, to check the API against."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    labels, probs = session.run(None, {"X": np.array(rows, dtype=np.float32)})
+    return labels.tolist(), probs

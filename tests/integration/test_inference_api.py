@@ -1,0 +1,373 @@
+"""POST /api/v1/models/{name}/predict end to end through Django, with real ONNX models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rest_framework.test import APIClient
+
+from inference import services
+from inference.auth import api_key_cache_clear
+from inference.feature_store import feature_store_reset
+from inference.models import RoutingPolicy
+from inference.session_cache import session_cache
+from tests.inference_support import (
+    FEATURES,
+    onnx_classifier,
+    onnx_predict,
+    onnx_regressor,
+    register,
+)
+
+ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Any:
+    session_cache.clear()
+    api_key_cache_clear()
+    feature_store_reset()
+    yield
+    session_cache.clear()
+    api_key_cache_clear()
+    feature_store_reset()
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Prediction events as the publisher receives them."""
+    import inference.events
+
+    recorded: list[dict[str, Any]] = []
+    monkeypatch.setattr(inference.events, "publish_prediction_events", recorded.extend)
+    return recorded
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("inference-models")
+    return {
+        "a": onnx_classifier(folder / "a.onnx"),
+        "b": onnx_classifier(folder / "b.onnx", flip=True),
+        "reg": onnx_regressor(folder / "reg.onnx"),
+    }
+
+
+@pytest.fixture
+def champion(db: None, model_files: dict[str, Path]) -> Any:
+    return register("credit", model_files["a"])
+
+
+@pytest.fixture
+def key(db: None) -> str:
+    return services.api_key_create(name="tests")[1]
+
+
+@pytest.fixture
+def api(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def predict(client: APIClient, body: Any, model: str = "credit") -> Any:
+    return client.post(f"/api/v1/models/{model}/predict", body, format="json")
+
+
+def test_single_row_returns_what_onnxruntime_says(
+    api: APIClient, champion: Any, model_files: dict[str, Path], events: list[dict[str, Any]]
+) -> None:
+    response = predict(api, {"features": ROW})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    labels, probs = onnx_predict(model_files["a"], [[ROW[f] for f in FEATURES]])
+    assert body["model"] == "credit"
+    assert body["version"] == champion.version
+    assert body["routed_by"] == "single:champion"
+    assert body["predictions"] == labels
+    assert np.allclose(body["probabilities"], probs, atol=1e-6)
+    assert body["confidence"] == pytest.approx([float(probs[0].max())], abs=1e-6)
+    assert body["latency_ms"] > 0
+    assert len(events) == 1
+    event = events[0]
+    assert event["request_id"] == body["request_id"]
+    assert event["features"] == ROW
+    assert event["prediction"] == labels[0]
+    assert event["routed_by"] == "single:champion"
+
+
+def test_many_rows_as_objects_or_lists_agree(
+    api: APIClient, champion: Any, model_files: dict[str, Path]
+) -> None:
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(20, 3)).round(4).tolist()
+    as_objects = predict(api, {"features": [dict(zip(FEATURES, r, strict=True)) for r in rows]})
+    as_lists = predict(api, {"features": rows})
+
+    assert as_objects.status_code == as_lists.status_code == 200
+    labels, _ = onnx_predict(model_files["a"], rows)
+    assert as_objects.json()["predictions"] == labels
+    assert as_lists.json()["predictions"] == labels
+    assert len(as_lists.json()["confidence"]) == 20
+
+
+def test_regressor_returns_predictions_only(
+    api: APIClient, model_files: dict[str, Path], db: None
+) -> None:
+    register("price", model_files["reg"])
+
+    body = predict(api, {"features": ROW}, model="price").json()
+
+    assert body["predictions"] == pytest.approx([0.5 + 2 * -1.0 - 2.0 + 0.5], abs=1e-3)
+    assert "probabilities" not in body
+    assert "confidence" not in body
+
+
+def test_x_api_key_header_is_accepted(key: str, champion: Any) -> None:
+    response = APIClient().post(
+        "/api/v1/models/credit/predict", {"features": ROW}, format="json", HTTP_X_API_KEY=key
+    )
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc"])
+def test_missing_or_invalid_key_is_401(champion: Any, header: str | None) -> None:
+    client = APIClient()
+    if header:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    response = predict(client, {"features": ROW})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_revoked_key_stops_working_without_restart(
+    api: APIClient, champion: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from inference.models import ApiKey
+
+    assert predict(api, {"features": ROW}).status_code == 200  # now cached in-process
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_revoke(api_key=ApiKey.objects.get())
+
+    assert predict(api, {"features": ROW}).status_code == 401
+
+
+def test_key_not_scoped_to_model_is_403(
+    champion: Any, model_files: dict[str, Path], db: None
+) -> None:
+    register("other", model_files["b"])
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=services.api_key_create(name="s", model_names=["other"])[1])
+
+    assert predict(client, {"features": ROW}, model="other").status_code == 200
+    forbidden = predict(client, {"features": ROW})
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["code"] == "permission_denied"
+
+
+def test_unknown_model_and_version_are_404(api: APIClient, champion: Any) -> None:
+    assert predict(api, {"features": ROW}, model="nope").status_code == 404
+    response = predict(api, {"features": ROW, "version": "99"})
+    assert response.status_code == 404
+
+
+def test_model_without_servable_version_is_503(
+    api: APIClient, model_files: dict[str, Path], db: None
+) -> None:
+    register("draft", model_files["a"], stage="dev")
+    response = predict(api, {"features": ROW}, model="draft")
+    assert response.status_code == 503
+    assert "servable" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [1, 2, 3],
+        {"features": "x1=1"},
+        {"features": []},
+        {"features": [{"x1": 1, "x2": 2, "x3": 3}, [1, 2, 3]]},
+        {},
+    ],
+)
+def test_bad_body_is_400(api: APIClient, champion: Any, body: Any) -> None:
+    response = predict(api, body)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_invalid_json_is_400(api: APIClient, champion: Any) -> None:
+    response = api.post(
+        "/api/v1/models/credit/predict", b"{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("features", "kind", "names"),
+    [
+        ({"x1": 1.0, "x2": 2.0}, "missing", ["x3"]),
+        ({"x1": 1.0, "x2": 2.0, "x3": 3.0, "zip": 1}, "unexpected", ["zip"]),
+        ({"x1": 1.0, "x2": "two", "x3": True}, "non_numeric", ["x2", "x3"]),
+        ({"x1": 1.0, "x2": None, "x3": 3.0}, "missing", ["x2"]),
+    ],
+)
+def test_unusable_features_are_422_and_named(
+    api: APIClient, champion: Any, features: dict[str, Any], kind: str, names: list[str]
+) -> None:
+    response = predict(api, {"features": features})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["details"][kind] == names
+    assert all(name in error["message"] for name in names)
+
+
+def test_row_of_wrong_width_is_422(api: APIClient, champion: Any) -> None:
+    response = predict(api, {"features": [[1, 2, 3], [1, 2]]})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["row"] == 1
+
+
+def test_too_many_rows_is_413(api: APIClient, champion: Any, settings: Any) -> None:
+    settings.PHOENIX_PREDICT_MAX_ROWS = 4
+    assert predict(api, {"features": [[1, 2, 3]] * 4}).status_code == 200
+    response = predict(api, {"features": [[1, 2, 3]] * 5})
+    assert response.status_code == 413
+    assert response.json()["error"]["details"] == {"rows": 5, "limit": 4}
+
+
+def test_pinned_version_is_served(
+    api: APIClient, champion: Any, model_files: dict[str, Path]
+) -> None:
+    staging = register("credit", model_files["b"], stage="staging")
+
+    body = predict(api, {"features": ROW, "version": staging.version}).json()
+
+    assert body["version"] == staging.version
+    assert body["routed_by"] == "pinned"
+    labels, _ = onnx_predict(model_files["b"], [[ROW[f] for f in FEATURES]])
+    assert body["predictions"] == labels
+
+
+def test_warm_request_makes_no_database_query(
+    api: APIClient, champion: Any, django_assert_num_queries: Any
+) -> None:
+    assert predict(api, {"features": ROW}).status_code == 200
+    with django_assert_num_queries(0):
+        assert predict(api, {"features": ROW}).status_code == 200
+
+
+def test_stage_change_refreshes_cache_without_restart(
+    api: APIClient,
+    champion: Any,
+    model_files: dict[str, Path],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from models_registry.services import model_version_set_stage
+
+    assert predict(api, {"features": ROW}).json()["version"] == champion.version
+    candidate = register("credit", model_files["b"], stage="staging")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        model_version_set_stage(version=candidate, stage="production")
+
+    assert predict(api, {"features": ROW}).json()["version"] == candidate.version
+    assert session_cache.get(candidate.sha256) is not None
+    # The replaced version's session is dropped once nothing serves it.
+    assert session_cache.get(champion.sha256) is None
+
+
+def _policy(model: Any, strategy: str, percent: float = 0.0, seed: str = "s1") -> None:
+    RoutingPolicy.objects.update_or_create(
+        model=model, defaults={"strategy": strategy, "challenger_percent": percent, "seed": seed}
+    )
+    session_cache.clear()  # as the admin save's broadcast does (tested in test_inference_admin)
+
+
+def test_ab_routing_is_sticky_per_entity(
+    api: APIClient, champion: Any, model_files: dict[str, Path]
+) -> None:
+    challenger = register("credit", model_files["b"], stage="staging", alias="challenger")
+    _policy(champion.model, "ab", 50.0)
+
+    served = {}
+    for i in range(40):
+        first = predict(api, {"features": ROW, "entity_id": f"cust_{i}"}).json()
+        again = predict(api, {"features": ROW, "entity_id": f"cust_{i}"}).json()
+        assert first["version"] == again["version"]
+        served[i] = first["version"]
+        assert first["routed_by"] in ("ab:champion", "ab:challenger")
+    assert set(served.values()) == {champion.version, challenger.version}
+
+
+def test_canary_at_100_percent_serves_the_challenger(
+    api: APIClient, champion: Any, model_files: dict[str, Path]
+) -> None:
+    challenger = register("credit", model_files["b"], stage="staging", alias="challenger")
+    _policy(champion.model, "canary", 100.0)
+
+    body = predict(api, {"features": ROW}).json()
+
+    assert body["version"] == challenger.version
+    assert body["routed_by"] == "canary:challenger"
+
+
+def test_shadow_logs_challenger_but_returns_champion(
+    api: APIClient, champion: Any, model_files: dict[str, Path], events: list[dict[str, Any]]
+) -> None:
+    challenger = register("credit", model_files["b"], stage="staging", alias="challenger")
+    _policy(champion.model, "shadow")
+
+    body = predict(api, {"features": ROW}).json()
+
+    assert body["version"] == champion.version
+    assert body["routed_by"] == "shadow:champion"
+    by_route = {e["routed_by"]: e for e in events}
+    assert set(by_route) == {"shadow:champion", "shadow"}
+    shadow = by_route["shadow"]
+    assert shadow["version"] == challenger.version
+    assert shadow["request_id"] == body["request_id"]
+    # The two models disagree by construction: the logged answer is the challenger's own.
+    assert shadow["prediction"] != body["predictions"][0]
+
+
+def test_readyz_lists_each_servable_version_with_provider(
+    api: APIClient, champion: Any, client: Any
+) -> None:
+    not_warm = client.get("/readyz")
+    assert not_warm.status_code == 503
+    component = f"model:credit:{champion.version}"
+    assert not_warm.json()["components"][component]["status"] == "fail"
+
+    session_cache.refresh()
+    ready = client.get("/readyz")
+
+    assert ready.status_code == 200, ready.content
+    assert ready.json()["components"][component]["provider"] == "CPUExecutionProvider"
+
+
+def test_metrics_count_requests_with_bounded_labels(
+    api: APIClient, champion: Any, client: Any
+) -> None:
+    predict(api, {"features": ROW})
+    predict(api, {"features": {"x1": 1}})
+    predict(api, {"features": ROW}, model="cust_12345")
+
+    text = client.get("/metrics").content.decode()
+
+    version = champion.version
+    assert (
+        f'phoenix_inference_requests_total{{model="credit",route="single:champion",'
+        f'status="200",version="{version}"}}' in text
+    )
+    assert 'status="422"' in text
+    assert 'model="cust_12345"' not in text
+    assert 'phoenix_inference_requests_total{model="unknown"' in text
+    loaded = f'model="credit",provider="CPUExecutionProvider",version="{version}"'
+    assert f"phoenix_model_loaded{{{loaded}}} 1.0" in text
+    assert "phoenix_prediction_confidence_bucket" in text
+    assert "phoenix_inference_model_seconds_bucket" in text
