@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
+from skl2onnx import to_onnx
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from skl2onnx import to_onnx
 
 MODEL_NAME = "credit-risk"
 FEATURE_NAMES = [
@@ -67,12 +67,7 @@ def generate_customers(
 
     dti = X[:, 1] / np.maximum(X[:, 0], 1.0)
     logit = (
-        -2.2
-        + 3.2 * dti
-        + 2.8 * X[:, 5]
-        - 0.09 * X[:, 3]
-        + 0.08 * X[:, 4]
-        - 0.012 * (X[:, 2] - 40)
+        -2.2 + 3.2 * dti + 2.8 * X[:, 5] - 0.09 * X[:, 3] + 0.08 * X[:, 4] - 0.012 * (X[:, 2] - 40)
     )
     p_default = 1.0 / (1.0 + np.exp(-logit))
     y = (rng.uniform(size=n) < p_default).astype(np.int64)

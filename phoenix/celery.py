@@ -17,7 +17,7 @@ app.autodiscover_tasks()
 def _ensure_filesystem_broker_folders() -> None:
     # The embedded broker exchanges messages through files; kombu expects the folders.
     options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if key in options:
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,131 @@
+"""`make run`, as a new user runs it: embedded defaults, ready, serving, stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+# Variables that would point the stack at servers or at the test settings.
+NOT_INHERITED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "CELERY_BROKER_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "PHOENIX_ENV",
+    "CELERY_TASK_ALWAYS_EAGER",
+)
+
+
+def http(url: str, body: dict[str, object] | None = None, headers: dict[str, str] | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "make run exited before it was ready"
+        try:
+            status, body = http(f"{base}/readyz")
+            last = body
+            if status == 200:
+                return body
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"/readyz not 200 within {timeout_s}s; last answer: {last}")
+
+
+def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
+    env.update(
+        PORT=str(port),
+        PHOENIX_DATA_DIR=str(tmp_path / "var"),
+        DJANGO_SUPERUSER_USERNAME="ops",
+        DJANGO_SUPERUSER_PASSWORD="a-long-test-password-1",
+        PYTHON=sys.executable,
+    )
+    log = (tmp_path / "make-run.log").open("wb")
+    # A session of its own, so the test can Ctrl-C the whole group as a terminal would.
+    process = subprocess.Popen(
+        ["make", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = wait_ready(base, process, timeout_s=240)
+        components = ready["components"]
+        assert isinstance(components, dict)
+        assert any(name.startswith("model:credit-risk") for name in components), components
+
+        key_output = subprocess.run(
+            [sys.executable, "manage.py", "create_api_key", "smoke-test"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        api_key = key_output.strip().splitlines()[-1]
+
+        status, body = http(
+            f"{base}/api/v1/models/credit-risk/predict",
+            {
+                "features": {
+                    "income": 52000,
+                    "debt": 9000,
+                    "age": 37,
+                    "credit_history_years": 11,
+                    "open_accounts": 3,
+                    "utilisation": 0.31,
+                }
+            },
+            {"Authorization": f"Bearer {api_key}"},
+        )
+        assert status == 200, body
+        assert body["model"] == "credit-risk"
+        assert body["predictions"][0] in (0, 1)
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        finally:
+            log.close()
+    output = (tmp_path / "make-run.log").read_text(errors="replace")
+    assert "Password" not in output  # the password came from the environment
+    for name in ("web", "worker", "beat"):
+        assert f"{name} stopped" in output, output[-3000:]
+    leftover = subprocess.run(
+        ["pgrep", "-f", f"--port {port}"], capture_output=True, text=True
+    ).stdout.strip()
+    assert leftover == "", f"processes still running after Ctrl-C: {leftover}"
