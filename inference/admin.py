@@ -1,0 +1,83 @@
+"""Admin for routing policies, API keys and the embedded feature store.
+
+Every save or delete of a policy or key is broadcast (after commit) so each API
+process drops its in-process copy: the warm predict path never reads these tables.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .auth import key_hash
+from .models import ApiKey, OnlineFeature, RoutingPolicy
+from .services import api_key_revoke, inference_config_changed
+
+
+@admin.register(RoutingPolicy)
+class RoutingPolicyAdmin(admin.ModelAdmin[RoutingPolicy]):
+    list_display = ["model", "strategy", "challenger_percent", "seed", "updated_at"]
+    list_filter = ["strategy"]
+    search_fields = ["model__name"]
+
+    def save_model(self, request: HttpRequest, obj: RoutingPolicy, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        inference_config_changed(model_name=obj.model.name, reason="routing_policy")
+
+    def delete_model(self, request: HttpRequest, obj: RoutingPolicy) -> None:
+        name = obj.model.name
+        super().delete_model(request, obj)
+        inference_config_changed(model_name=name, reason="routing_policy")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RoutingPolicy]) -> None:
+        super().delete_queryset(request, queryset)
+        inference_config_changed(reason="routing_policy")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
+    list_display = ["name", "prefix", "created_at", "revoked_at", "created_by"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix"]
+    filter_horizontal = ["allowed_models"]
+    readonly_fields = ["prefix", "created_by", "created_at"]
+    fields = ["name", "allowed_models", "prefix", "created_by", "created_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            # The key exists in clear only in this message; the table keeps its hash.
+            key = "phx_" + secrets.token_urlsafe(32)
+            obj.prefix, obj.key_hash = key[:12], key_hash(key)
+            obj.created_by = request.user  # type: ignore[assignment]
+            messages.warning(request, f"API key for {obj.name!r} (shown once, copy it now): {key}")
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        inference_config_changed(reason="api_key")
+
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        super().delete_model(request, obj)
+        inference_config_changed(reason="api_key")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        super().delete_queryset(request, queryset)
+        inference_config_changed(reason="api_key")
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(OnlineFeature)
+class OnlineFeatureAdmin(admin.ModelAdmin[OnlineFeature]):
+    list_display = ["entity_id", "name", "value", "updated_at"]
+    search_fields = ["entity_id", "name"]
+    list_filter = ["name"]
