@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        # Stage and alias moves reach the live dashboards the moment they commit.
+        from models_registry import notifications
+        from monitoring.services.live import registry_change_relay
+
+        notifications.subscribe(registry_change_relay)

@@ -4,4 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from monitoring import consumers
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/dashboard/", consumers.DashboardConsumer.as_asgi()),
+    path("ws/models/<str:name>/", consumers.ModelConsumer.as_asgi()),
+]

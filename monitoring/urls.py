@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from monitoring import views
+
+app_name = "monitoring"
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("", views.overview, name="overview"),
+    path("models/<str:name>/", views.model_detail, name="model-detail"),
+    path(
+        "models/<str:name>/versions/<str:version>/stage/",
+        views.stage_move,
+        name="stage-move",
+    ),
+    path("drift/", views.drift_history, name="drift-history"),
+    path("experiments/", views.experiments, name="experiments"),
+    path("pipeline/", views.pipeline, name="pipeline"),
+]

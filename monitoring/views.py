@@ -1,0 +1,138 @@
+"""Dashboard pages: server-rendered frames that the websocket fills with live numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from models_registry.models import RegisteredModel
+from models_registry.selectors import model_version_get
+from models_registry.services import model_version_set_stage
+from monitoring.access import dashboard_access_allowed, stage_move_allowed
+from monitoring.selectors import dashboards as selectors
+from monitoring.services import live
+from phoenix.exceptions import ApplicationError, NotFound
+
+View = Callable[..., HttpResponse]
+
+
+def dashboard_page(view: View) -> View:
+    """Sign-in first; then only operators, data scientists, staff and superusers."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not dashboard_access_allowed(request.user):
+            raise PermissionDenied("Dashboards are for operators and data scientists.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@require_GET
+@dashboard_page
+def overview(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "monitoring/overview.html",
+        {
+            "served": selectors.served_models_list(),
+            "drift_counts": selectors.drift_status_counts(),
+            "ws_path": "/ws/dashboard/",
+        },
+    )
+
+
+@require_GET
+@dashboard_page
+def model_detail(request: HttpRequest, name: str) -> HttpResponse:
+    served = selectors.dashboard_model_get(name=name)
+    if served is None:
+        raise Http404(f"No model named {name!r}.")
+    reports = [
+        (version, report, selectors.drift_features(report))
+        for version, report in selectors.latest_drift_reports(served=served)
+    ]
+    return render(
+        request,
+        "monitoring/model_detail.html",
+        {
+            "served": served,
+            "version_rows": selectors.version_rows(served=served),
+            "drift_reports": reports,
+            "can_move_stage": stage_move_allowed(request.user),
+            "ws_path": f"/ws/models/{served.name}/",
+        },
+    )
+
+
+@require_POST
+@dashboard_page
+def stage_move(request: HttpRequest, name: str, version: str) -> HttpResponse:
+    """Move a version to the posted stage through the registry's service (CSRF-checked)."""
+    if not stage_move_allowed(request.user):
+        raise PermissionDenied("Only data scientists may move versions between stages.")
+    try:
+        found = model_version_get(model_name=name, version=version)
+    except NotFound as error:
+        raise Http404(error.message) from None
+
+    stage = request.POST.get("stage", "")
+    try:
+        moved = model_version_set_stage(version=found, stage=stage, actor=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{name} v{moved.version} is now in {moved.stage}.")
+    return redirect("monitoring:model-detail", name=name)
+
+
+@require_GET
+@dashboard_page
+def drift_history(request: HttpRequest) -> HttpResponse:
+    model_name = request.GET.get("model") or None
+    page = selectors.drift_reports_page(model_name=model_name, page=request.GET.get("page", 1))
+    return render(
+        request,
+        "monitoring/drift_history.html",
+        {
+            "page": page,
+            "rows": [(report, selectors.drift_summary(report)) for report in page.object_list],
+            "model_name": model_name or "",
+            "model_names": list(RegisteredModel.objects.values_list("name", flat=True)),
+            "ws_path": "/ws/dashboard/",
+        },
+    )
+
+
+@require_GET
+@dashboard_page
+def experiments(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "monitoring/experiments.html",
+        {"experiments": selectors.experiments_list(), "ws_path": "/ws/dashboard/"},
+    )
+
+
+@require_GET
+@dashboard_page
+def pipeline(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "monitoring/pipeline.html",
+        {
+            "series": live.pipeline_series_read(),
+            "log": selectors.prediction_log_stats(),
+            "ws_path": "/ws/dashboard/",
+        },
+    )

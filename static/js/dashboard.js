@@ -1,0 +1,351 @@
+// Phoenix ML live dashboards: one websocket per page, snapshots every second, pushed events.
+// Plain ES module, no build step. uPlot is loaded before this file as a classic script.
+
+const MAX_POINTS = 300; // five minutes at one snapshot a second
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 15000;
+// Application close codes from monitoring/consumers.py: retrying cannot help.
+const CLOSE_UNAUTHENTICATED = 4401;
+const CLOSE_FORBIDDEN = 4403;
+const CLOSE_UNKNOWN_MODEL = 4404;
+
+const body = document.body;
+const page = body.dataset.page;
+const statusEl = document.getElementById("live-status");
+
+// Read by the browser tests and handy in the console.
+const live = { connects: 0, snapshots: 0, events: 0, state: "connecting", last: null };
+window.phoenixLive = live;
+
+// --- formatting -------------------------------------------------------------------------
+
+function fmtNumber(value, digits = 1) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  return Number(value).toLocaleString(undefined, { maximumFractionDigits: digits });
+}
+function fmtCount(value) {
+  if (value === null || value === undefined) return "–";
+  return Math.round(value).toLocaleString();
+}
+function fmtPercent(value) {
+  if (value === null || value === undefined) return "–";
+  return `${(value * 100).toFixed(value < 0.01 && value > 0 ? 2 : 1)}%`;
+}
+function fmtMs(value) {
+  if (value === null || value === undefined) return "–";
+  return value < 10 ? value.toFixed(2) : value.toFixed(1);
+}
+function setText(el, text) {
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+// --- connection status --------------------------------------------------------------------
+
+function setState(state, text) {
+  live.state = state;
+  body.dataset.liveState = state;
+  if (statusEl) {
+    statusEl.dataset.state = state;
+    setText(statusEl, text);
+  }
+}
+
+// --- charts (uPlot) -----------------------------------------------------------------------
+
+const charts = {};
+window.phoenixCharts = charts;
+
+function makeChart(id, series, opts = {}) {
+  const el = document.getElementById(id);
+  if (!el || !window.uPlot) return null;
+  const width = () => Math.max(260, el.clientWidth);
+  const palette = ["#1c7ed6", "#e67700", "#c92a2a", "#2b8a3e", "#7048e8"];
+  const plot = new uPlot(
+    {
+      width: width(),
+      height: 220,
+      cursor: { drag: { x: false, y: false } },
+      legend: { live: false },
+      scales: { x: { time: opts.time !== false }, y: { range: (u, min, max) => [0, Math.max(max, opts.minMax || 1)] } },
+      axes: opts.axes || [{}, { size: 50 }],
+      series: [
+        {},
+        ...series.map((s, i) => ({
+          label: s.label,
+          stroke: s.color || palette[i % palette.length],
+          fill: s.fill,
+          width: 2,
+          paths: s.paths,
+          points: { show: false },
+        })),
+      ],
+    },
+    [[], ...series.map(() => [])],
+    el,
+  );
+  const chart = { plot, el, data: [[], ...series.map(() => [])] };
+  new ResizeObserver(() => plot.setSize({ width: width(), height: 220 })).observe(el);
+  charts[id] = chart;
+  return chart;
+}
+
+function pushPoint(chart, ts, values) {
+  if (!chart) return;
+  chart.data[0].push(ts);
+  values.forEach((v, i) => chart.data[i + 1].push(v === undefined ? null : v));
+  if (chart.data[0].length > MAX_POINTS) chart.data.forEach((column) => column.shift());
+  chart.plot.setData(chart.data);
+  chart.el.dataset.points = String(chart.data[0].length);
+}
+
+// --- rendering a snapshot -----------------------------------------------------------------
+
+function fillFields(root, stats) {
+  if (!root || !stats) return;
+  const latency = stats.latency_ms || {};
+  const values = {
+    rps: fmtNumber(stats.rps, 1),
+    requests_total: fmtCount(stats.requests_total),
+    error_rate: fmtPercent(stats.error_rate),
+    p50: fmtMs(latency.p50),
+    p95: fmtMs(latency.p95),
+    p99: fmtMs(latency.p99),
+    provider: stats.provider || (stats.providers && stats.providers.length ? stats.providers.join(", ") : "–"),
+  };
+  for (const [field, text] of Object.entries(values)) {
+    root.querySelectorAll(`[data-field="${field}"]`).forEach((el) => setText(el, text));
+  }
+}
+
+function renderOverview(snapshot) {
+  const totals = snapshot.totals || {};
+  setText(document.querySelector('[data-total="rps"]'), fmtNumber(totals.rps, 1));
+  setText(document.querySelector('[data-total="requests_total"]'), fmtCount(totals.requests_total));
+  setText(document.querySelector('[data-total="error_rate"]'), fmtPercent(totals.error_rate));
+  let slowest = null;
+  for (const row of document.querySelectorAll("#models-table tr[data-model]")) {
+    const stats = (snapshot.models || {})[row.dataset.model];
+    if (!stats) continue;
+    fillFields(row, stats);
+    const routes = Object.entries(stats.routes || {})
+      .filter(([, share]) => share !== null)
+      .map(([route, share]) => `${route} ${Math.round(share * 100)}%`)
+      .join(" · ");
+    setText(row.querySelector('[data-field="routes"]'), routes ? `(live: ${routes})` : "");
+    const p99 = stats.latency_ms && stats.latency_ms.p99;
+    if (p99 !== null && p99 !== undefined) slowest = Math.max(slowest || 0, p99);
+  }
+  pushPoint(charts["chart-rps"], snapshot.ts, [totals.rps]);
+  pushPoint(charts["chart-p99"], snapshot.ts, [slowest]);
+}
+
+function renderModel(snapshot) {
+  const root = document.getElementById("model-root");
+  const name = root && root.dataset.model;
+  const stats = (snapshot.models || {})[name];
+  const latency = (stats && stats.latency_ms) || {};
+  pushPoint(charts["chart-latency"], snapshot.ts, [latency.p50, latency.p95, latency.p99]);
+  pushPoint(charts["chart-throughput"], snapshot.ts, [stats ? stats.rps : 0]);
+  if (!stats) return;
+  for (const arm of document.querySelectorAll(".arm[data-version]")) {
+    fillFields(arm, (stats.versions || {})[arm.dataset.version]);
+  }
+  renderConfidence(stats.confidence);
+}
+
+function renderConfidence(confidence) {
+  const chart = charts["chart-confidence"];
+  if (!chart || !confidence) return;
+  const xs = [];
+  const ys = [];
+  confidence.bounds.forEach((le, i) => {
+    if (!Number.isFinite(le)) {
+      if (confidence.counts[i] > 0) { xs.push(xs.length ? xs[xs.length - 1] + 0.1 : 1); ys.push(confidence.counts[i]); }
+      return;
+    }
+    xs.push(le);
+    ys.push(confidence.counts[i]);
+  });
+  chart.data = [xs, ys];
+  chart.plot.setData(chart.data);
+  chart.el.dataset.points = String(xs.length);
+}
+
+function renderExperiments(snapshot) {
+  for (const card of document.querySelectorAll(".experiment[data-model]")) {
+    const stats = (snapshot.models || {})[card.dataset.model];
+    if (!stats) continue;
+    for (const row of card.querySelectorAll("tr[data-version]")) {
+      fillFields(row, (stats.versions || {})[row.dataset.version]);
+    }
+  }
+}
+
+function renderPipeline(snapshot) {
+  const table = document.getElementById("pipeline-table");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  for (const [key, value] of Object.entries(snapshot.pipeline || {})) {
+    let row = body.querySelector(`tr[data-series="${CSS.escape(key)}"]`);
+    if (!row) {
+      const empty = body.querySelector("tr.empty");
+      if (empty) empty.remove();
+      row = document.createElement("tr");
+      row.dataset.series = key;
+      row.innerHTML = '<td><code></code></td><td class="num" data-field="value"></td><td class="muted small"></td>';
+      row.querySelector("code").textContent = key;
+      body.appendChild(row);
+    }
+    setText(row.querySelector('[data-field="value"]'), fmtNumber(value, 3));
+  }
+}
+
+function renderSnapshot(snapshot) {
+  live.snapshots += 1;
+  live.last = snapshot;
+  if (page === "overview") renderOverview(snapshot);
+  else if (page === "model") renderModel(snapshot);
+  else if (page === "experiments") renderExperiments(snapshot);
+  else if (page === "pipeline") renderPipeline(snapshot);
+}
+
+// --- events -------------------------------------------------------------------------------
+
+function describe(event) {
+  if (event.message) return event.message;
+  const who = event.model ? `${event.model}${event.version ? ` v${event.version}` : ""}` : "";
+  switch (event.kind) {
+    case "drift":
+      return `${who}: drift report ${event.status || ""}`.trim();
+    case "stage":
+      return `${who}: ${event.from_value || event.from || "?"} → ${event.to_value || event.to || "?"}${event.actor ? ` by ${event.actor}` : ""}`;
+    case "rollback":
+      return `${who}: challenger rolled back`;
+    default: {
+      const move = event.from_value || event.to_value ? ` ${event.from_value || "–"} → ${event.to_value || "–"}` : "";
+      return `${who}: ${event.action || event.kind}${move}${event.actor ? ` by ${event.actor}` : ""}`;
+    }
+  }
+}
+
+function renderEvent(event) {
+  live.events += 1;
+  const list = document.getElementById("events");
+  if (list) {
+    const placeholder = list.querySelector(".placeholder");
+    if (placeholder) placeholder.remove();
+    const item = document.createElement("li");
+    item.className = `event event-${event.kind}`;
+    const time = document.createElement("time");
+    time.textContent = new Date(event.at || Date.now()).toLocaleTimeString();
+    const kind = document.createElement("span");
+    kind.className = "kind";
+    kind.textContent = event.kind;
+    item.append(time, kind, document.createTextNode(describe(event)));
+    list.prepend(item);
+    while (list.children.length > 100) list.lastElementChild.remove();
+  }
+  if (event.kind === "drift" && event.model && event.status) {
+    const cell = document.querySelector(`#models-table tr[data-model="${CSS.escape(event.model)}"] [data-field="drift"]`);
+    if (cell) {
+      cell.innerHTML = "";
+      const badge = document.createElement("span");
+      badge.className = `badge drift-${event.status}`;
+      badge.textContent = event.status === "drift" ? "Drift detected" : event.status === "ok" ? "No drift" : event.status;
+      cell.appendChild(badge);
+      cell.classList.add("flash");
+    }
+  }
+  if (event.kind === "stage" && event.version && (event.to_value || event.to)) {
+    const cell = document.querySelector(`#versions-table tr[data-version="${CSS.escape(String(event.version))}"] [data-field="stage"]`);
+    if (cell) {
+      const stage = event.to_value || event.to;
+      cell.innerHTML = "";
+      const badge = document.createElement("span");
+      badge.className = `badge stage-${stage}`;
+      badge.textContent = stage;
+      cell.appendChild(badge);
+      cell.classList.add("flash");
+    }
+  }
+}
+
+// --- socket with reconnect ----------------------------------------------------------------
+
+function connect(path) {
+  let attempt = 0;
+  let timer = null;
+  let countdown = null;
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+
+  const open = () => {
+    clearInterval(countdown);
+    setState(attempt === 0 ? "connecting" : "reconnecting", attempt === 0 ? "connecting…" : "reconnecting…");
+    const socket = new WebSocket(url);
+    window.phoenixSocket = socket;
+    socket.onopen = () => {
+      attempt = 0;
+      live.connects += 1;
+      setState("open", "live");
+    };
+    socket.onmessage = (message) => {
+      let payload;
+      try { payload = JSON.parse(message.data); } catch { return; }
+      if (payload.type === "snapshot") renderSnapshot(payload.data);
+      else if (payload.type === "event") renderEvent(payload.data);
+    };
+    socket.onclose = (closed) => {
+      if (closed.code === CLOSE_UNAUTHENTICATED) {
+        setState("closed", "signed out");
+        window.location.assign(body.dataset.loginUrl || "/accounts/login/");
+        return;
+      }
+      if (closed.code === CLOSE_FORBIDDEN || closed.code === CLOSE_UNKNOWN_MODEL) {
+        setState("closed", closed.code === CLOSE_FORBIDDEN ? "not allowed" : "unknown model");
+        return;
+      }
+      // Exponential backoff with jitter, so a restarted server is not stampeded.
+      attempt += 1;
+      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const due = Date.now() + delay;
+      const tick = () => setState("reconnecting", `reconnecting in ${Math.max(0, Math.ceil((due - Date.now()) / 1000))} s…`);
+      tick();
+      countdown = setInterval(tick, 250);
+      clearTimeout(timer);
+      timer = setTimeout(open, delay);
+    };
+  };
+  // A phone that wakes from sleep should not wait out a long backoff.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && live.state === "reconnecting") {
+      clearTimeout(timer);
+      open();
+    }
+  });
+  open();
+}
+
+// --- page setup ---------------------------------------------------------------------------
+
+function setup() {
+  if (page === "overview") {
+    makeChart("chart-rps", [{ label: "req/s", fill: "rgba(28,126,214,.12)" }]);
+    makeChart("chart-p99", [{ label: "p99 ms", color: "#c92a2a" }]);
+  } else if (page === "model") {
+    makeChart("chart-latency", [
+      { label: "p50", color: "#2b8a3e" },
+      { label: "p95", color: "#e67700" },
+      { label: "p99", color: "#c92a2a" },
+    ]);
+    makeChart("chart-throughput", [{ label: "req/s", fill: "rgba(28,126,214,.12)" }]);
+    makeChart(
+      "chart-confidence",
+      [{ label: "predictions", fill: "rgba(112,72,232,.35)", color: "#7048e8", paths: window.uPlot && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 60] }) : undefined }],
+      { time: false, axes: [{ label: "confidence ≤" }, { size: 50 }] },
+    );
+  }
+  const path = body.dataset.wsPath;
+  if (path) connect(path);
+}
+
+setup();
