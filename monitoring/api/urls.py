@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
+from monitoring.api.drift import ModelDriftReportsView
 from monitoring.api.feedback import PredictionFeedbackView
 
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -12,4 +13,5 @@ urlpatterns: list[URLPattern | URLResolver] = [
         PredictionFeedbackView.as_view(),
         name="prediction-feedback",
     ),
+    path("models/<str:name>/drift", ModelDriftReportsView.as_view(), name="model-drift"),
 ]

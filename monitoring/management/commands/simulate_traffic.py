@@ -1,0 +1,190 @@
+"""Send real prediction requests (and feedback for a share of them) to a running server.
+
+Customers are drawn from the demo generator, optionally shifted, so one can watch a
+drift check catch the shift and a retrained challenger appear. Bounded: at most
+``rps * duration`` requests, and it stops when the duration (plus a short grace) is up.
+"""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import numpy as np
+import orjson
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from models_registry import demo_credit_risk as demo
+
+REQUEST_TIMEOUT_S = 10.0
+GRACE_S = 5.0
+
+
+def parse_drift(specs: list[str]) -> dict[str, float]:
+    """``["income:0.5", "age:-1"]`` -> ``{"income": 0.5, "age": -1.0}``. Raises ValueError."""
+    shift: dict[str, float] = {}
+    for spec in specs:
+        feature, sep, amount = spec.partition(":")
+        if not sep or feature not in demo.FEATURE_NAMES:
+            raise ValueError(
+                f"--drift {spec!r}: use FEATURE:SHIFT with FEATURE one of {demo.FEATURE_NAMES}"
+            )
+        try:
+            shift[feature] = float(amount)
+        except ValueError:
+            raise ValueError(
+                f"--drift {spec!r}: SHIFT must be a number of standard deviations"
+            ) from None
+    return shift
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection, reopened after a failure."""
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--url {base_url!r} must be an http(s) URL")
+        self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
+        self.prefix = parts.path.rstrip("/")
+        self.headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self.connection: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, JSON body); status 0 when the server could not be reached."""
+        if self.connection is None:
+            cls = (
+                http.client.HTTPSConnection
+                if self.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self.connection = cls(self.host, self.port, timeout=REQUEST_TIMEOUT_S)
+        try:
+            self.connection.request("POST", self.prefix + path, orjson.dumps(body), self.headers)
+            response = self.connection.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            return 0, {}
+        try:
+            payload = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            payload = {}
+        return response.status, payload if isinstance(payload, dict) else {}
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+class Command(BaseCommand):
+    help = (
+        "Send prediction requests with demo customers to POST /api/v1/models/<model>/predict "
+        "at a steady rate, and ground truth to /api/v1/predictions/<id>/feedback for a share "
+        "of them; --drift FEATURE:SHIFT moves a feature by SHIFT standard deviations."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", default=demo.MODEL_NAME)
+        parser.add_argument("--rps", type=float, default=20.0, help="requests per second")
+        parser.add_argument("--duration", type=float, default=30.0, help="seconds")
+        parser.add_argument(
+            "--drift", action="append", default=[], metavar="FEATURE:SHIFT", help="repeatable"
+        )
+        parser.add_argument("--url", default="http://127.0.0.1:8000")
+        parser.add_argument("--api-key", default=None)
+        parser.add_argument("--feedback-share", type=float, default=0.3)
+        parser.add_argument("--seed", type=int, default=None, help="default: a new one each run")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        rps, duration, share = options["rps"], options["duration"], options["feedback_share"]
+        if not 0 < rps <= 10_000 or not 0 < duration <= 24 * 3600:
+            raise CommandError("--rps must be in (0, 10000] and --duration in (0, 86400].")
+        if not 0 <= share <= 1:
+            raise CommandError("--feedback-share must be between 0 and 1.")
+        try:
+            shift = parse_drift(options["drift"])
+            client = Client(options["url"], options["api_key"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+        total = max(1, int(rps * duration))
+        seed = options["seed"] if options["seed"] is not None else int(time.time())
+        X, y, names = demo.generate_customers(n=total, seed=seed, shift=shift or None)
+        rng = np.random.default_rng(seed + 1)
+        gives_feedback = rng.uniform(size=total) < share
+        predict_path = f"/api/v1/models/{quote(options['model'], safe='')}/predict"
+
+        statuses: Counter[int] = Counter()
+        feedback: Counter[int] = Counter()
+        latencies: list[float] = []
+        first_error = ""
+        started = time.monotonic()
+        deadline = started + duration + GRACE_S
+        try:
+            for i in range(total):
+                due = started + i / rps
+                now = time.monotonic()
+                if now > deadline:
+                    break
+                if due > now:
+                    time.sleep(due - now)
+                features = {name: round(float(v), 6) for name, v in zip(names, X[i], strict=True)}
+                sent = time.perf_counter()
+                status, body = client.post(predict_path, {"features": features})
+                latencies.append((time.perf_counter() - sent) * 1000)
+                statuses[status] += 1
+                if status != 200:
+                    first_error = (
+                        first_error or f"{status}: {body.get('error', body) or 'no response'}"
+                    )
+                    continue
+                request_id = body.get("request_id")
+                if gives_feedback[i] and request_id:
+                    fb_status, _ = client.post(
+                        f"/api/v1/predictions/{quote(str(request_id), safe='')}/feedback",
+                        {"actual": int(y[i])},
+                    )
+                    feedback[fb_status] += 1
+        except KeyboardInterrupt:
+            self.stdout.write("interrupted")
+        finally:
+            client.close()
+        self._summary(statuses, feedback, latencies, time.monotonic() - started, shift, first_error)
+
+    def _summary(
+        self,
+        statuses: Counter[int],
+        feedback: Counter[int],
+        latencies: list[float],
+        elapsed: float,
+        shift: dict[str, float],
+        first_error: str,
+    ) -> None:
+        sent = sum(statuses.values())
+        ok = statuses.get(200, 0)
+        self.stdout.write(
+            f"sent {sent} predictions in {elapsed:.1f} s ({sent / max(elapsed, 1e-9):.1f}/s): "
+            f"{ok} ok, {sent - ok} failed {dict(statuses)}"
+        )
+        if latencies:
+            ordered = sorted(latencies)
+            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+            self.stdout.write(
+                f"latency ms: p50 {statistics.median(ordered):.1f}, p99 {p99:.1f}, "
+                f"max {ordered[-1]:.1f}"
+            )
+        fb_ok = feedback.get(200, 0) + feedback.get(202, 0)
+        self.stdout.write(f"feedback: {sum(feedback.values())} sent, {fb_ok} accepted")
+        self.stdout.write(f"drift: {shift or 'none'}")
+        if first_error:
+            self.stdout.write(self.style.WARNING(f"first error: {first_error}"))
+        if sent and not ok:
+            raise CommandError("No prediction succeeded; is the server running at --url?")

@@ -1,0 +1,119 @@
+"""Drift reads: reports, and the logged feature rows a drift check or a retraining needs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from django.db.models import QuerySet
+
+from models_registry.models import ModelVersion
+from monitoring.models import DriftReport, DriftStatus, PredictionLog
+
+
+def drift_reports_list(
+    *, model_name: str, version: str | None = None, limit: int = 20
+) -> QuerySet[DriftReport]:
+    """The newest ``limit`` reports of ``model_name`` (optionally one version), newest first."""
+    reports = DriftReport.objects.select_related("model_version", "model_version__model").filter(
+        model_version__model__name=model_name
+    )
+    if version is not None:
+        reports = reports.filter(model_version__version=version)
+    return reports.order_by("-created_at", "-id")[:limit]
+
+
+def drift_report_previous_verdict(*, report: DriftReport) -> DriftReport | None:
+    """The version's last report before ``report`` that reached a verdict (ok or drift)."""
+    return (
+        DriftReport.objects.filter(
+            model_version_id=report.model_version_id,
+            status__in=[DriftStatus.OK, DriftStatus.DRIFT],
+            id__lt=report.id,
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
+def production_version_ids(*, model_name: str | None = None) -> list[int]:
+    """Ids of every production version (one per model at most), by model name."""
+    versions = ModelVersion.objects.filter(stage="production")
+    if model_name is not None:
+        versions = versions.filter(model__name=model_name)
+    return list(versions.order_by("model__name").values_list("id", flat=True))
+
+
+def window_features_load(
+    *,
+    model_name: str,
+    version: str,
+    start: datetime,
+    end: datetime,
+    feature_names: Sequence[str],
+    limit: int,
+) -> tuple[np.ndarray, int]:
+    """Logged features of one version in [start, end) as rows x features (float64, NaN
+    where a value is missing or not a number), newest ``limit`` rows, and the window's
+    total row count."""
+    rows = PredictionLog.objects.filter(
+        model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+    )
+    total = rows.count()
+    features = rows.order_by("-created_at").values_list("features", flat=True)[:limit]
+    return features_matrix(features, feature_names), total
+
+
+def labelled_rows_load(
+    *, model_name: str, since: datetime, feature_names: Sequence[str], limit: int
+) -> tuple[np.ndarray, list[Any]]:
+    """The newest ``limit`` logged rows of ``model_name`` (any version) since ``since``
+    that have ground truth: (features rows x features, labels). Rows whose label is not a
+    single value, or that miss a feature, are left out."""
+    logged = (
+        PredictionLog.objects.filter(model_name=model_name, created_at__gte=since)
+        .exclude(actual__isnull=True)
+        .order_by("-created_at")
+        .values_list("features", "actual")[:limit]
+    )
+    pairs = [(f, a) for f, a in logged if a is not None and not isinstance(a, list | dict)]
+    matrix = features_matrix((f for f, _ in pairs), feature_names)
+    complete = ~np.isnan(matrix).any(axis=1) if matrix.size else np.ones(len(pairs), dtype=bool)
+    labels = [a for (_, a), keep in zip(pairs, complete, strict=True) if keep]
+    return matrix[complete], labels
+
+
+def features_matrix(rows: Iterable[Any], feature_names: Sequence[str]) -> np.ndarray:
+    """Logged feature payloads (a name -> value dict, or a list in feature order) as floats."""
+    names = list(feature_names)
+    table = [_row_values(row, names) for row in rows]
+    if not table:
+        return np.empty((0, len(names)), dtype=np.float64)
+    try:
+        # None becomes NaN here; anything that is not a number makes it raise.
+        matrix = np.array(table, dtype=np.float64)
+    except (TypeError, ValueError):
+        matrix = np.array([[_number(v) for v in row] for row in table], dtype=np.float64)
+    matrix[~np.isfinite(matrix)] = np.nan
+    return matrix
+
+
+def _row_values(row: Any, names: list[str]) -> list[Any]:
+    if isinstance(row, dict):
+        return [row.get(name) for name in names]
+    if isinstance(row, list) and len(row) == len(names):
+        return row
+    return [None] * len(names)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        return math.nan if value is None else float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number if math.isfinite(number) else math.nan

@@ -1,0 +1,191 @@
+"""Drift checks: compare a window of logged features to the version's reference data.
+
+``drift_report_compute`` saves one ``DriftReport`` per check and exports it as metrics;
+``drift_report_act`` does what a verdict of drift calls for (log line, Kafka event,
+alert with webhook, retraining request, dashboard push). ``drift_check`` is both, the
+unit a Celery task or ``manage.py check_drift`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from prometheus_client import Gauge
+
+from models_registry.exceptions import InvalidReferenceData
+from models_registry.models import ModelVersion
+from monitoring import drift
+from monitoring.models import AlertKind, DriftReport, DriftStatus
+from monitoring.selectors.drift_reports import drift_report_previous_verdict, window_features_load
+from monitoring.services.alerts import alert_create, drift_event_publish
+from monitoring.services.retraining import retraining_job_request
+
+logger = logging.getLogger("phoenix.drift")
+
+# "mostrecent": in multiprocess mode (PROMETHEUS_MULTIPROC_DIR) the Celery worker's last
+# value is what /metrics shows, whichever process serves the scrape.
+DRIFT_DETECTED = Gauge(
+    "phoenix_drift_detected",
+    "1 when the latest drift check of this model version found drift, else 0.",
+    ["model", "version"],
+    multiprocess_mode="mostrecent",
+)
+DRIFT_PVALUE = Gauge(
+    "phoenix_drift_pvalue",
+    "Corrected p-value of the latest drift test of this feature (drift below alpha).",
+    ["model", "version", "feature"],
+    multiprocess_mode="mostrecent",
+)
+
+
+def drift_report_compute(
+    *,
+    version: ModelVersion,
+    window: timedelta,
+    now: datetime | None = None,
+    alpha: float | None = None,
+    correction: str | None = None,
+) -> DriftReport:
+    """Test the version's logged rows in [now - window, now) against its reference data.
+
+    Saves and returns the report: ``insufficient_data`` (no verdict) when the window has
+    fewer than PHOENIX_DRIFT_MIN_ROWS rows or the version has no reference data, else
+    ``drift`` or ``ok`` from ``monitoring.drift.dataset_drift``. Raises ValueError for
+    an alpha or correction ``dataset_drift`` refuses.
+    """
+    end = now or timezone.now()
+    start = end - window
+    alpha = settings.PHOENIX_DRIFT_ALPHA if alpha is None else alpha
+    method = cast(drift.Correction, correction or settings.PHOENIX_DRIFT_CORRECTION)
+    min_rows = settings.PHOENIX_DRIFT_MIN_ROWS
+    report = DriftReport(
+        model_version=version,
+        window_start=start,
+        window_end=end,
+        rows=0,
+        reference_rows=0,
+        status=DriftStatus.INSUFFICIENT_DATA,
+        alpha=alpha,
+        correction=method,
+        features={},
+    )
+    try:
+        from models_registry.selectors import reference_data_load
+
+        reference, feature_names = reference_data_load(version=version)
+    except InvalidReferenceData as exc:
+        logger.info("no drift verdict for %s: %s", version, exc.message)
+        report.save()
+        return report
+
+    current, total = window_features_load(
+        model_name=version.model.name,
+        version=version.version,
+        start=start,
+        end=end,
+        feature_names=feature_names,
+        limit=settings.PHOENIX_DRIFT_MAX_ROWS,
+    )
+    report.rows = total
+    report.reference_rows = int(reference.shape[0])
+    if current.shape[0] >= min_rows:
+        result = drift.dataset_drift(
+            reference,
+            current,
+            feature_names=feature_names,
+            alpha=alpha,
+            correction=method,
+            min_rows=min_rows,
+        )
+        report.status = DriftStatus.DRIFT if result.drift else DriftStatus.OK
+        report.features = result.features_as_dict()
+    report.save()
+    _metrics_export(report)
+    return report
+
+
+def drift_report_act(*, report: DriftReport) -> None:
+    """On drift: a structured log line, a Kafka event, an alert (once per drift episode,
+    when the previous verdict was not drift) and a retraining request (the cooldown
+    keeps a drifting model from retraining on every check). No drift: nothing."""
+    _dashboard_push(report)
+    if report.status != DriftStatus.DRIFT:
+        return
+    version = report.model_version
+    drifted = sorted(name for name, f in report.features.items() if f.get("drift"))
+    event = drift_event(report)
+    logger.warning(
+        "drift detected in %s v%s: %s",
+        version.model.name,
+        version.version,
+        ", ".join(drifted),
+        extra={"event": "drift_detected", **event},
+    )
+    transaction.on_commit(lambda: drift_event_publish(event))
+    previous = drift_report_previous_verdict(report=report)
+    if previous is None or previous.status != DriftStatus.DRIFT:
+        alert_create(
+            kind=AlertKind.DRIFT,
+            message=(
+                f"Drift in {version.model.name} v{version.version}: {', '.join(drifted)} "
+                f"({report.rows} rows, {report.correction} corrected, alpha {report.alpha})."
+            ),
+            model_version=version,
+            payload=event,
+        )
+    retraining_job_request(model=version.model, drift_report=report, now=report.window_end)
+
+
+def drift_check(
+    *, version: ModelVersion, window: timedelta, now: datetime | None = None
+) -> DriftReport:
+    """Compute the report and act on it; returns the saved report."""
+    report = drift_report_compute(version=version, window=window, now=now)
+    drift_report_act(report=report)
+    return report
+
+
+def drift_event(report: DriftReport) -> dict[str, Any]:
+    """The report as a JSON-ready event (Kafka, webhook payload, dashboards)."""
+    version = report.model_version
+    return {
+        "type": "drift",
+        "report_id": report.id,
+        "model": version.model.name,
+        "version": version.version,
+        "status": report.status,
+        "window_start": report.window_start.isoformat(),
+        "window_end": report.window_end.isoformat(),
+        "rows": report.rows,
+        "reference_rows": report.reference_rows,
+        "alpha": report.alpha,
+        "correction": report.correction,
+        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
+        "features": report.features,
+    }
+
+
+def _metrics_export(report: DriftReport) -> None:
+    if report.status == DriftStatus.INSUFFICIENT_DATA:
+        return
+    model, version = report.model_version.model.name, report.model_version.version
+    DRIFT_DETECTED.labels(model=model, version=version).set(
+        1 if report.status == DriftStatus.DRIFT else 0
+    )
+    for name, feature in report.features.items():
+        p = feature.get("p_adjusted")
+        if p is not None:
+            DRIFT_PVALUE.labels(model=model, version=version, feature=name).set(p)
+
+
+def _dashboard_push(report: DriftReport) -> None:
+    from monitoring.services.live import dashboard_event_push
+
+    event = drift_event(report)
+    event.pop("features")
+    dashboard_event_push("drift", event)

@@ -1,0 +1,220 @@
+"""Retraining: request a job (with a cooldown) and run a model's recipe to make a challenger.
+
+A recipe is a callable named by dotted path on ``RegisteredModel.retraining_recipe``::
+
+    def retrain(*, X: np.ndarray, y: np.ndarray, model_name: str,
+                feature_names: list[str]) -> RetrainingResult: ...
+
+It receives the recent logged rows that have ground truth (features in the model's
+order, labels as logged) and returns the new ONNX model, its holdout metrics and a
+new reference set. The result is registered as a ``staging`` version with alias
+``challenger``; nothing here promotes to production: an experiment or a person does.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from models_registry.models import ModelVersion, RegisteredModel
+from monitoring.models import AlertKind, DriftReport, RetrainingJob, RetrainingStatus
+from monitoring.selectors.drift_reports import labelled_rows_load
+from monitoring.services.alerts import alert_create
+
+logger = logging.getLogger(__name__)
+
+# More labelled rows than this add training time, not much signal.
+MAX_LABELLED_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class RetrainingResult:
+    """What a recipe returns. ``reference`` is rows x features in the model's feature order."""
+
+    model_bytes: bytes
+    metrics: dict[str, float]
+    reference: np.ndarray
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+Recipe = Callable[..., RetrainingResult]
+
+
+def retraining_job_request(
+    *, model: RegisteredModel, drift_report: DriftReport | None = None, now: datetime | None = None
+) -> RetrainingJob | None:
+    """Start retraining ``model`` unless a job was started within the cooldown.
+
+    Returns the new job (queued; run by a Celery task after commit), a ``manual`` job
+    with an alert when the model has no recipe, or None during the cooldown.
+    """
+    now = now or timezone.now()
+    cooldown = timedelta(seconds=settings.PHOENIX_RETRAINING_COOLDOWN_S)
+    with transaction.atomic():
+        # Row lock (PostgreSQL): two checks deciding at once cannot both start a job.
+        RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
+        if RetrainingJob.objects.filter(model=model, created_at__gte=now - cooldown).exists():
+            return None
+        if not model.retraining_recipe:
+            job = RetrainingJob.objects.create(
+                model=model,
+                drift_report=drift_report,
+                status=RetrainingStatus.MANUAL,
+                finished_at=now,
+            )
+            alert_create(
+                kind=AlertKind.RETRAINING,
+                message=(
+                    f"{model.name} drifted and has no retraining recipe: retraining is manual. "
+                    "Set RegisteredModel.retraining_recipe to automate it."
+                ),
+                model_version=drift_report.model_version if drift_report else None,
+                payload={"model": model.name, "job": job.id, "status": job.status},
+            )
+            return job
+        job = RetrainingJob.objects.create(model=model, drift_report=drift_report)
+        from monitoring.tasks import retrain_model
+
+        job_id = job.id
+        transaction.on_commit(lambda: retrain_model.delay(job_id))
+    logger.info("retraining of %s queued as job %s", model.name, job.id)
+    return job
+
+
+def retraining_job_run(*, job_id: int, now: datetime | None = None) -> RetrainingJob | None:
+    """Run a queued job: recipe -> ONNX -> registered staging challenger.
+
+    Idempotent: only a ``queued`` job is claimed (conditional UPDATE), so a redelivered
+    task does nothing. Returns the job, or None when it no longer exists. A failing
+    recipe marks the job failed and raises an alert; it is not retried.
+    """
+    claimed = RetrainingJob.objects.filter(pk=job_id, status=RetrainingStatus.QUEUED).update(
+        status=RetrainingStatus.RUNNING
+    )
+    job = (
+        RetrainingJob.objects.select_related("model", "drift_report__model_version")
+        .filter(pk=job_id)
+        .first()
+    )
+    if job is None or not claimed:
+        return job
+    now = now or timezone.now()
+    model = job.model
+    try:
+        version = _registered(job, now)
+    except Exception as exc:
+        logger.exception("retraining job %s of %s failed", job.id, model.name)
+        job.status = RetrainingStatus.FAILED
+        job.error = "".join(traceback.format_exception_only(exc)).strip()[:4000]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        alert_create(
+            kind=AlertKind.RETRAINING,
+            message=f"Retraining {model.name} failed: {job.error}",
+            model_version=job.drift_report.model_version if job.drift_report else None,
+            payload={"model": model.name, "job": job.id, "status": job.status},
+        )
+        return job
+    job.status = RetrainingStatus.SUCCEEDED
+    job.new_version = version
+    job.metrics = version.metrics
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "new_version", "metrics", "finished_at"])
+    alert_create(
+        kind=AlertKind.RETRAINING,
+        message=(
+            f"{model.name} retrained: v{version.version} registered in staging as challenger "
+            f"({_metrics_line(version.metrics)}). Promote it after an experiment."
+        ),
+        model_version=version,
+        payload={
+            "model": model.name,
+            "job": job.id,
+            "status": job.status,
+            "version": version.version,
+            "metrics": version.metrics,
+        },
+    )
+    _dashboard_push(job, version)
+    return job
+
+
+def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:
+    from models_registry.services import model_version_register
+
+    model = job.model
+    recipe: Recipe = import_string(model.retraining_recipe)
+    source = _source_version(job)
+    feature_names = list(source.feature_names)
+    since = now - timedelta(seconds=settings.PHOENIX_RETRAINING_LOOKBACK_S)
+    X, labels = labelled_rows_load(
+        model_name=model.name, since=since, feature_names=feature_names, limit=MAX_LABELLED_ROWS
+    )
+    logger.info("retraining %s on %d labelled logged rows", model.name, len(labels))
+    result = recipe(X=X, y=np.asarray(labels), model_name=model.name, feature_names=feature_names)
+    reference = io.BytesIO()
+    np.save(reference, np.asarray(result.reference, dtype=np.float64), allow_pickle=False)
+    reference.seek(0)
+    return model_version_register(
+        model_name=model.name,
+        file=io.BytesIO(result.model_bytes),
+        filename="retrained.onnx",
+        stage="staging",
+        alias="challenger",
+        reference=reference,
+        reference_filename="reference.npy",
+        metrics=result.metrics,
+        tags={
+            **result.tags,
+            "retrained_from": source.version,
+            "retraining_job": str(job.id),
+            "labelled_rows": str(len(labels)),
+        },
+        description=result.description or f"Retrained by job {job.id} after drift.",
+        actor=None,
+    )
+
+
+def _source_version(job: RetrainingJob) -> ModelVersion:
+    """The version that drifted, else the model's production version, else its newest."""
+    if job.drift_report is not None:
+        return job.drift_report.model_version
+    versions = job.model.versions.order_by("-created_at", "-id")
+    found = versions.filter(stage="production").first() or versions.first()
+    if found is None:
+        raise LookupError(f"{job.model.name} has no version to retrain from.")
+    return found
+
+
+def _metrics_line(metrics: dict[str, Any]) -> str:
+    shown = [
+        f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float) and k != "holdout_rows"
+    ]
+    return ", ".join(shown) or "no metrics"
+
+
+def _dashboard_push(job: RetrainingJob, version: ModelVersion) -> None:
+    from monitoring.services.live import dashboard_event_push
+
+    dashboard_event_push(
+        "retraining",
+        {
+            "model": job.model.name,
+            "job": job.id,
+            "status": job.status,
+            "version": version.version,
+            "metrics": version.metrics,
+        },
+    )
