@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitoring.drift import dataset_drift  # noqa: E402
+from monitoring.drift import dataset_drift
 
 TARGET_S = 2.0
 
