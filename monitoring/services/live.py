@@ -473,3 +473,15 @@ def registry_change_relay(change: Any) -> None:
             actor=audit.actor_name,
         )
     dashboard_event_push(change.reason, payload)
+
+
+def metrics_exporter_start(*, port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104
+    """Serve /metrics on ``port`` from a process with no web server (Celery worker, consumer).
+
+    Serves the same registry as the API's /metrics: every process's files in
+    multiprocess mode, else this process's own metrics. Prometheus scrapes it (see
+    deploy/prometheus/prometheus.yml: the worker on 9102, the consumer on 9101).
+    """
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=addr, registry=metrics_registry())
