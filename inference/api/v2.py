@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, error_body, status_for
+from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, status_for
 from phoenix.health import readiness_report
 
 from ..auth import api_key_authenticate, api_key_authorize, api_key_from_headers
@@ -73,7 +73,10 @@ def _json(data: Any, status: int = 200) -> HttpResponse:
 
 
 def _error(error: ApplicationError) -> HttpResponse:
-    return _json(error_body(error.code, error.message, error.details), status_for(error))
+    # The protocol's error shape is {"error": "<message>"} (tritonclient reads it as a
+    # string); the project's code and details ride along beside it.
+    body = {"error": error.message, "code": error.code, "details": error.details}
+    return _json(body, status_for(error))
 
 
 def _protocol_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
