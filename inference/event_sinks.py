@@ -84,7 +84,7 @@ class KafkaSink:
                 request_timeout_ms=max(1000, timeout_ms // 2),
                 delivery_timeout_ms=timeout_ms,
                 max_block_ms=timeout_ms,
-                api_version_auto_timeout_ms=min(timeout_ms, 5000),
+                bootstrap_timeout_ms=timeout_ms,
                 reconnect_backoff_max_ms=1000,
             )
         return self._producer
@@ -112,11 +112,18 @@ class KafkaSink:
 
     def _reset(self) -> None:
         producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                producer.close(timeout=0)
-            except Exception:  # closing a broken client must not mask the real error
-                logger.debug("producer close failed", exc_info=True)
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=0)
+        except Exception:
+            # kafka-python's close() flushes first and raises while batches are stuck,
+            # leaving its sender thread retrying forever: stop that thread ourselves
+            # (the stuck batches are in the journal already).
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            producer._closed = True
 
     def close(self) -> None:
         with self._lock:
@@ -139,7 +146,7 @@ def topics_ensure(
         bootstrap_servers=bootstrap_servers,
         client_id="phoenix-admin",
         request_timeout_ms=int(timeout_s * 1000),
-        api_version_auto_timeout_ms=int(min(timeout_s, 5.0) * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
     )
     try:
         existing = set(admin.list_topics())

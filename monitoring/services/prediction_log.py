@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from django.db import transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
@@ -229,6 +229,8 @@ class ConsumerStats:
     duplicates: int = 0
     dead_lettered: int = 0
     reasons: list[str] = field(default_factory=list)
+    partitions: set[int] = field(default_factory=set)  # partitions it read messages from
+    assigned: set[int] = field(default_factory=set)  # partitions it was ever given
 
 
 class PredictionLogConsumer:
@@ -289,14 +291,27 @@ class PredictionLogConsumer:
         self._connect()
         last_data = time.monotonic()
         last_purge = 0.0
+        backoff = 0.5
         try:
             while not self._stop.is_set():
                 records = self._consumer.poll(
                     timeout_ms=self.config.poll_timeout_ms, max_records=self.config.batch_size
                 )
                 messages = [m for batch in records.values() for m in batch]
+                self.stats.assigned.update(tp.partition for tp in self._consumer.assignment())
                 if messages:
-                    self.process(messages)
+                    try:
+                        self.process(messages)
+                    except DatabaseError:
+                        # The database is down or busy: nothing was committed, so rewind
+                        # to the batch's first offsets and try again after a pause.
+                        logger.exception("batch not written; retrying")
+                        close_old_connections()
+                        self._rewind(records)
+                        self._stop.wait(min(backoff, 10.0))
+                        backoff *= 2
+                        continue
+                    backoff = 0.5
                     self._consumer.commit()
                     last_data = time.monotonic()
                     self.stats.batches += 1
@@ -317,6 +332,7 @@ class PredictionLogConsumer:
         valid: list[PredictionEvent] = []
         poison: list[tuple[Any, InvalidEvent]] = []
         for message in messages:
+            self.stats.partitions.add(message.partition)
             try:
                 valid.append(parse_event(message.value))
             except InvalidEvent as exc:
@@ -333,6 +349,11 @@ class PredictionLogConsumer:
         self.stats.duplicates += result.duplicates
         self.stats.dead_lettered += len(poison)
         return result
+
+    def _rewind(self, records: dict[Any, list[Any]]) -> None:
+        for tp, batch in records.items():
+            if batch:
+                self._consumer.seek(tp, min(m.offset for m in batch))
 
     def _dead_letter(self, message: Any, exc: InvalidEvent) -> None:
         raw: bytes = message.value or b""

@@ -76,15 +76,18 @@ class Command(BaseCommand):
             self.stderr.write(f"signal {signum}: stopping after the current batch")
             consumer.stop()
 
-        signal.signal(signal.SIGTERM, shutdown)
-        signal.signal(signal.SIGINT, shutdown)
+        previous = {sig: signal.signal(sig, shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.stdout.write(
             f"consuming {options['topic']} as group {options['group_id']!r} "
             f"from {options['bootstrap_servers']}"
         )
-        stats = consumer.run(
-            max_batches=options["max_batches"], idle_timeout_s=options["idle_timeout"]
-        )
+        try:
+            stats = consumer.run(
+                max_batches=options["max_batches"], idle_timeout_s=options["idle_timeout"]
+            )
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         self.stdout.write(
             f"stopped: {stats.batches} batches, {stats.inserted} inserted, "
             f"{stats.duplicates} duplicates, {stats.dead_lettered} dead-lettered"

@@ -1,0 +1,301 @@
+"""Prediction events through a real Kafka-protocol broker (tansu) into PredictionLog.
+
+Consumers read assigned partitions (still committing offsets to their group) except
+in the group test: tansu's first group join takes ~20 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from django.core.management import call_command
+
+from inference.events import EVENTS_SPILLED, EventPublisher, PublisherConfig
+from monitoring.models import PredictionLog
+from monitoring.services.prediction_log import (
+    ConsumerConfig,
+    PredictionLogConsumer,
+    WriteResult,
+)
+
+TOPIC = "inference-events"
+DLQ = "inference-events-dlq"
+
+pytestmark = [pytest.mark.kafka, pytest.mark.django_db(transaction=True)]
+
+
+def make_events(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": str(uuid.uuid4()),
+            "request_id": uuid.uuid4().hex,
+            "row_index": 0,
+            "model": f"model-{i % 20}",  # 20 keys cover all 3 partitions
+            "version": "1",
+            "routed_by": "single",
+            "features": {"x1": float(i)},
+            "prediction": i % 2,
+            "probabilities": [0.4, 0.6],
+            "confidence": 0.6,
+            "latency_ms": 0.3,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        for i in range(n)
+    ]
+
+
+def kafka_publisher(broker: Any, tmp_path: Path, **overrides: Any) -> EventPublisher:
+    values: dict[str, Any] = {
+        "backend": "kafka",
+        "topic": TOPIC,
+        "buffer_size": 1000,
+        "batch_size": 100,
+        "flush_interval_s": 0.05,
+        "journal_dir": tmp_path / "journal",
+        "bootstrap_servers": broker.bootstrap,
+        "partitions": 3,
+        "send_timeout_s": 2.0,
+        "retry_max_s": 0.5,
+    }
+    values.update(overrides)
+    return EventPublisher(PublisherConfig(**values))
+
+
+def consumer_for(broker: Any, **overrides: Any) -> PredictionLogConsumer:
+    values: dict[str, Any] = {
+        "bootstrap_servers": broker.bootstrap,
+        "topic": TOPIC,
+        "group_id": "test-log-writer",
+        "dlq_topic": DLQ,
+        "batch_size": 100,
+        "partitions": [0, 1, 2],
+    }
+    values.update(overrides)
+    return PredictionLogConsumer(ConsumerConfig(**values))
+
+
+def publish_all(publisher: EventPublisher, events: list[dict[str, Any]], chunk: int = 4) -> float:
+    """Publish like a server would (a few rows per request); returns the slowest call."""
+    slowest = 0.0
+    for start in range(0, len(events), chunk):
+        began = time.perf_counter()
+        publisher.publish([(TOPIC, e) for e in events[start : start + chunk]])
+        slowest = max(slowest, time.perf_counter() - began)
+    return slowest
+
+
+def stored_ids() -> set[str]:
+    return {str(i) for i in PredictionLog.objects.values_list("event_id", flat=True)}
+
+
+@pytest.mark.timeout(60)
+def test_n_events_become_exactly_n_rows(kafka_broker: Any, tmp_path: Path) -> None:
+    events = make_events(300)
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+
+    publish_all(publisher, events)
+    publisher.stop()
+    stats = consumer_for(kafka_broker).run(idle_timeout_s=2)
+
+    assert PredictionLog.objects.count() == 300
+    assert stored_ids() == {e["event_id"] for e in events}
+    assert stats.inserted == 300
+    assert stats.duplicates == 0
+
+
+@pytest.mark.timeout(90)
+def test_frozen_broker_never_blocks_publish_and_loses_nothing(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    events = make_events(400)
+    publisher = kafka_publisher(kafka_broker, tmp_path, buffer_size=50, batch_size=20)
+    spilled_before = sum(
+        EVENTS_SPILLED.labels(reason=r)._value.get() for r in ("buffer_full", "backend_unavailable")
+    )
+    publish_all(publisher, events[:100])
+    deadline = time.monotonic() + 10
+    while publisher.status()["buffer_depth"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    kafka_broker.freeze()
+    try:
+        slowest = publish_all(publisher, events[100:300])
+        time.sleep(3)  # long enough for in-flight sends to time out into the journal
+        assert slowest < 0.25, f"publish blocked for {slowest:.3f}s with the broker frozen"
+        spilled = sum(
+            EVENTS_SPILLED.labels(reason=r)._value.get()
+            for r in ("buffer_full", "backend_unavailable")
+        )
+        assert spilled - spilled_before > 0
+        assert publisher.journal.size_bytes() > 0
+    finally:
+        kafka_broker.thaw()
+
+    publish_all(publisher, events[300:])
+    deadline = time.monotonic() + 40
+    while (publisher.journal.has_pending() or publisher.status()["buffer_depth"]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert not publisher.journal.has_pending(), publisher.status()
+    publisher.stop()
+    consumer_for(kafka_broker).run(idle_timeout_s=3)
+
+    assert PredictionLog.objects.count() == 400
+    assert stored_ids() == {e["event_id"] for e in events}
+
+
+class Killed(Exception):
+    pass
+
+
+class DiesBeforeSecondCommit(PredictionLogConsumer):
+    """Writes its second batch to the database, then dies before committing offsets."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.results: list[WriteResult] = []
+
+    def process(self, messages: list[Any]) -> WriteResult:
+        result = super().process(messages)
+        self.results.append(result)
+        if len(self.results) == 2:
+            raise Killed
+        return result
+
+
+@pytest.mark.timeout(60)
+def test_consumer_killed_mid_batch_restarts_with_no_duplicate_and_no_gap(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    events = make_events(300)
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+    publish_all(publisher, events)
+    publisher.stop()
+
+    first = DiesBeforeSecondCommit(
+        ConsumerConfig(
+            bootstrap_servers=kafka_broker.bootstrap,
+            topic=TOPIC,
+            group_id="test-restart",
+            dlq_topic=DLQ,
+            batch_size=60,
+            partitions=[0, 1, 2],
+        )
+    )
+    with pytest.raises(Killed):
+        first.run()
+    written_uncommitted = first.results[1].inserted
+    assert written_uncommitted > 0
+
+    second = consumer_for(kafka_broker, group_id="test-restart", batch_size=60)
+    stats = second.run(idle_timeout_s=2)
+
+    assert PredictionLog.objects.count() == 300
+    assert stored_ids() == {e["event_id"] for e in events}
+    # Only the uncommitted batch was read again: the first batch's commit held.
+    assert stats.duplicates == written_uncommitted
+
+
+@pytest.mark.timeout(60)
+def test_poison_messages_go_to_the_dlq_with_the_reason(kafka_broker: Any) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from inference.event_sinks import topics_ensure
+
+    topics_ensure(bootstrap_servers=kafka_broker.bootstrap, topics=[TOPIC, DLQ], partitions=1)
+    good = make_events(5)
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    producer.send(TOPIC, value=orjson.dumps(good[0]))
+    producer.send(TOPIC, value=b"\x00 this is not json")
+    producer.send(TOPIC, value=orjson.dumps({"event_id": str(uuid.uuid4()), "model": "m"}))
+    for event in good[1:]:
+        producer.send(TOPIC, value=orjson.dumps(event))
+    producer.flush(10)
+    producer.close()
+
+    stats = consumer_for(kafka_broker, partitions=[0]).run(idle_timeout_s=2)
+
+    assert PredictionLog.objects.count() == 5
+    assert stats.dead_lettered == 2
+    reader = KafkaConsumer(
+        bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    reader.assign([TopicPartition(DLQ, 0)])
+    dead: list[Any] = []
+    deadline = time.monotonic() + 15
+    while len(dead) < 2 and time.monotonic() < deadline:
+        for batch in reader.poll(timeout_ms=500).values():
+            dead.extend(batch)
+    reader.close()
+    bodies = [orjson.loads(m.value) for m in dead]
+    assert [b["kind"] for b in bodies] == ["not_json", "missing_fields"]
+    assert "not JSON" in bodies[0]["reason"]
+    assert "request_id" in bodies[1]["reason"]
+    assert bodies[0]["offset"] == 1
+    assert dict(dead[1].headers)["reason"] == bodies[1]["reason"].encode()
+
+
+@pytest.mark.timeout(60)
+def test_consume_events_command_writes_the_rows(kafka_broker: Any, tmp_path: Path) -> None:
+    events = make_events(50)
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+    publish_all(publisher, events)
+    publisher.stop()
+
+    call_command(
+        "consume_events",
+        "--bootstrap-servers",
+        kafka_broker.bootstrap,
+        "--partitions",
+        "0,1,2",
+        "--idle-timeout",
+        "2",
+    )
+
+    assert PredictionLog.objects.count() == 50
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_two_consumers_in_a_group_share_the_partitions(
+    kafka_broker: Any, tmp_path: Path, postgres_db: None
+) -> None:
+    # Two writers at once: PostgreSQL's job (SQLite's in-memory test database locks tables).
+    events = make_events(600)
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+    publish_all(publisher, events)
+    publisher.stop()
+    consumers = [
+        consumer_for(kafka_broker, group_id="test-group", partitions=None, batch_size=50)
+        for _ in range(2)
+    ]
+    # tansu's first join can take ~20 s: wait for the rows, then stop both members.
+    threads = [threading.Thread(target=c.run) for c in consumers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 100
+    try:
+        while time.monotonic() < deadline:
+            if PredictionLog.objects.count() == 600 and all(c.stats.assigned for c in consumers):
+                break
+            time.sleep(0.5)
+    finally:
+        for consumer in consumers:
+            consumer.stop()
+        for thread in threads:
+            thread.join(30)
+
+    assert PredictionLog.objects.count() == 600
+    first, second = (c.stats.assigned for c in consumers)
+    assert first and second, (first, second)
+    assert not first & second
+    assert first | second == {0, 1, 2}
+    assert sum(c.stats.inserted for c in consumers) == 600
