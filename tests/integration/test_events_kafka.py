@@ -295,7 +295,8 @@ def test_two_consumers_in_a_group_share_the_partitions(
 
     assert PredictionLog.objects.count() == 600
     first, second = (c.stats.assigned for c in consumers)
-    assert first and second, (first, second)
+    assert first, (first, second)
+    assert second, (first, second)
     assert not first & second
     assert first | second == {0, 1, 2}
     assert sum(c.stats.inserted for c in consumers) == 600
