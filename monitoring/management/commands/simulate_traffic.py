@@ -8,7 +8,9 @@ drift check catch the shift and a retrained challenger appear. Bounded: at most
 from __future__ import annotations
 
 import http.client
+import itertools
 import statistics
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -84,6 +86,28 @@ class Client:
             self.connection = None
 
 
+class _Tally:
+    """What the workers saw, under one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.statuses: Counter[int] = Counter()
+        self.feedbacks: Counter[int] = Counter()
+        self.latencies: list[float] = []
+        self.first_error = ""
+
+    def prediction(self, status: int, latency_ms: float, body: dict[str, Any]) -> None:
+        with self.lock:
+            self.statuses[status] += 1
+            self.latencies.append(latency_ms)
+            if status != 200 and not self.first_error:
+                self.first_error = f"{status}: {body.get('error', body) or 'no response'}"
+
+    def feedback(self, status: int) -> None:
+        with self.lock:
+            self.feedbacks[status] += 1
+
+
 class Command(BaseCommand):
     help = (
         "Send prediction requests with demo customers to POST /api/v1/models/<model>/predict "
@@ -102,6 +126,9 @@ class Command(BaseCommand):
         parser.add_argument("--api-key", default=None)
         parser.add_argument("--feedback-share", type=float, default=0.3)
         parser.add_argument("--seed", type=int, default=None, help="default: a new one each run")
+        parser.add_argument(
+            "--concurrency", type=int, default=4, help="connections sending in parallel"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         rps, duration, share = options["rps"], options["duration"], options["feedback_share"]
@@ -111,9 +138,12 @@ class Command(BaseCommand):
             raise CommandError("--feedback-share must be between 0 and 1.")
         try:
             shift = parse_drift(options["drift"])
-            client = Client(options["url"], options["api_key"])
+            Client(options["url"], options["api_key"])  # validates the URL
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        concurrency = options["concurrency"]
+        if not 1 <= concurrency <= 64:
+            raise CommandError("--concurrency must be between 1 and 64.")
 
         total = max(1, int(rps * duration))
         seed = options["seed"] if options["seed"] is not None else int(time.time())
@@ -122,52 +152,53 @@ class Command(BaseCommand):
         gives_feedback = rng.uniform(size=total) < share
         predict_path = f"/api/v1/models/{quote(options['model'], safe='')}/predict"
 
-        statuses: Counter[int] = Counter()
-        feedback: Counter[int] = Counter()
-        latencies: list[float] = []
-        first_error = ""
+        tally = _Tally()
+        next_index = itertools.count()
+        stop = threading.Event()
         started = time.monotonic()
         deadline = started + duration + GRACE_S
-        try:
-            for i in range(total):
-                due = started + i / rps
-                now = time.monotonic()
-                if now > deadline:
-                    break
-                if due > now:
-                    time.sleep(due - now)
-                features = {name: round(float(v), 6) for name, v in zip(names, X[i], strict=True)}
-                sent = time.perf_counter()
-                status, body = client.post(predict_path, {"features": features})
-                latencies.append((time.perf_counter() - sent) * 1000)
-                statuses[status] += 1
-                if status != 200:
-                    first_error = (
-                        first_error or f"{status}: {body.get('error', body) or 'no response'}"
-                    )
-                    continue
-                request_id = body.get("request_id")
-                if gives_feedback[i] and request_id:
-                    fb_status, _ = client.post(
-                        f"/api/v1/predictions/{quote(str(request_id), safe='')}/feedback",
-                        {"actual": int(y[i])},
-                    )
-                    feedback[fb_status] += 1
-        except KeyboardInterrupt:
-            self.stdout.write("interrupted")
-        finally:
-            client.close()
-        self._summary(statuses, feedback, latencies, time.monotonic() - started, shift, first_error)
 
-    def _summary(
-        self,
-        statuses: Counter[int],
-        feedback: Counter[int],
-        latencies: list[float],
-        elapsed: float,
-        shift: dict[str, float],
-        first_error: str,
-    ) -> None:
+        def worker() -> None:
+            # Each worker keeps its own keep-alive connection and takes the next due row.
+            client = Client(options["url"], options["api_key"])
+            try:
+                while not stop.is_set():
+                    i = next(next_index)
+                    if i >= total:
+                        return
+                    due, now = started + i / rps, time.monotonic()
+                    if now > deadline:
+                        return
+                    if due > now:
+                        time.sleep(due - now)
+                    features = {n: round(float(v), 6) for n, v in zip(names, X[i], strict=True)}
+                    sent = time.perf_counter()
+                    status, body = client.post(predict_path, {"features": features})
+                    tally.prediction(status, (time.perf_counter() - sent) * 1000, body)
+                    request_id = body.get("request_id") if status == 200 else None
+                    if gives_feedback[i] and request_id:
+                        fb_status, _ = client.post(
+                            f"/api/v1/predictions/{quote(str(request_id), safe='')}/feedback",
+                            {"actual": int(y[i])},
+                        )
+                        tally.feedback(fb_status)
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except KeyboardInterrupt:
+            stop.set()
+            self.stdout.write("interrupted")
+        self._summary(tally, time.monotonic() - started, shift)
+
+    def _summary(self, tally: _Tally, elapsed: float, shift: dict[str, float]) -> None:
+        statuses, feedback, latencies = tally.statuses, tally.feedbacks, tally.latencies
+        first_error = tally.first_error
         sent = sum(statuses.values())
         ok = statuses.get(200, 0)
         self.stdout.write(
