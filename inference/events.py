@@ -85,8 +85,8 @@ class PublisherConfig:
             flush_interval_s=settings.PHOENIX_EVENT_FLUSH_INTERVAL_S,
             journal_dir=Path(settings.PHOENIX_EVENT_JOURNAL_DIR),
             bootstrap_servers=settings.KAFKA_BOOTSTRAP_SERVERS,
-            partitions=getattr(settings, "PHOENIX_EVENT_TOPIC_PARTITIONS", 3),
-            send_timeout_s=getattr(settings, "PHOENIX_EVENT_SEND_TIMEOUT_S", 10.0),
+            partitions=settings.PHOENIX_EVENT_TOPIC_PARTITIONS,
+            send_timeout_s=settings.PHOENIX_EVENT_SEND_TIMEOUT_S,
         )
 
 

@@ -23,12 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--topic", default=settings.PHOENIX_EVENT_TOPIC)
         parser.add_argument(
             "--group-id",
-            default=getattr(settings, "PHOENIX_EVENT_CONSUMER_GROUP", "phoenix-prediction-log"),
+            default=settings.PHOENIX_EVENT_CONSUMER_GROUP,
         )
-        parser.add_argument(
-            "--dlq-topic",
-            default=getattr(settings, "PHOENIX_EVENT_DLQ_TOPIC", "inference-events-dlq"),
-        )
+        parser.add_argument("--dlq-topic", default=settings.PHOENIX_EVENT_DLQ_TOPIC)
         parser.add_argument("--batch-size", type=int, default=settings.PHOENIX_EVENT_BATCH_SIZE)
         parser.add_argument(
             "--partitions",
@@ -57,9 +54,9 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError("--partitions must be integers, e.g. 0,1,2") from exc
         if options["metrics_port"]:
-            from prometheus_client import start_http_server
+            from monitoring.services.live import metrics_exporter_start
 
-            start_http_server(options["metrics_port"])
+            metrics_exporter_start(port=options["metrics_port"])
         consumer = PredictionLogConsumer(
             ConsumerConfig(
                 bootstrap_servers=options["bootstrap_servers"],
@@ -68,6 +65,7 @@ class Command(BaseCommand):
                 dlq_topic=options["dlq_topic"],
                 batch_size=options["batch_size"],
                 partitions=partitions,
+                partitions_on_create=settings.PHOENIX_EVENT_TOPIC_PARTITIONS,
             )
         )
 
