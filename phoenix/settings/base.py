@@ -164,6 +164,13 @@ PHOENIX_EVENT_FLUSH_INTERVAL_S: float = env.float("PHOENIX_EVENT_FLUSH_INTERVAL_
 PHOENIX_EVENT_JOURNAL_DIR = Path(
     env.str("PHOENIX_EVENT_JOURNAL_DIR", default=str(DATA_DIR / "journal"))
 )
+# Partitions for topics the app creates; more partitions, more consumers in the group.
+PHOENIX_EVENT_TOPIC_PARTITIONS: int = env.int("PHOENIX_EVENT_TOPIC_PARTITIONS", default=3)
+PHOENIX_EVENT_SEND_TIMEOUT_S: float = env.float("PHOENIX_EVENT_SEND_TIMEOUT_S", default=10.0)
+PHOENIX_EVENT_CONSUMER_GROUP: str = env.str(
+    "PHOENIX_EVENT_CONSUMER_GROUP", default="phoenix-prediction-log"
+)
+PHOENIX_EVENT_DLQ_TOPIC: str = env.str("PHOENIX_EVENT_DLQ_TOPIC", default="inference-events-dlq")
 
 # --- models and inference -------------------------------------------------
 MEDIA_ROOT = Path(env.str("PHOENIX_MEDIA_ROOT", default=str(DATA_DIR / "media")))
