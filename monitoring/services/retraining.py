@@ -199,8 +199,11 @@ def _source_version(job: RetrainingJob) -> ModelVersion:
 
 
 def _metrics_line(metrics: dict[str, Any]) -> str:
+    # Scores only: row counts are in the metrics too, but are not quality.
     shown = [
-        f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float) and k != "holdout_rows"
+        f"{k} {v:.3f}"
+        for k, v in metrics.items()
+        if isinstance(v, float) and not k.endswith("_rows")
     ]
     return ", ".join(shown) or "no metrics"
 
