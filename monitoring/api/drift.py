@@ -16,6 +16,26 @@ from models_registry.selectors import registered_model_get
 from monitoring.selectors.drift_reports import drift_reports_list
 
 
+class DriftReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    model = serializers.CharField(source="model_version.model.name")
+    version = serializers.CharField(source="model_version.version")
+    status = serializers.CharField()
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    rows = serializers.IntegerField()
+    reference_rows = serializers.IntegerField()
+    alpha = serializers.FloatField()
+    correction = serializers.CharField()
+    drifted_features = serializers.SerializerMethodField()
+    features = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+    def get_drifted_features(self, report: object) -> list[str]:
+        features: dict[str, dict[str, object]] = getattr(report, "features", {})
+        return sorted(name for name, f in features.items() if f.get("drift"))
+
+
 class ModelDriftReportsView(APIView):
     # Session first: the API key authenticator refuses a request without a key,
     # which would stop DRF before it tried the session.
@@ -27,25 +47,10 @@ class ModelDriftReportsView(APIView):
         limit = serializers.IntegerField(required=False, min_value=1, max_value=200, default=20)
 
     class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-        id = serializers.IntegerField()
-        model = serializers.CharField(source="model_version.model.name")
-        version = serializers.CharField(source="model_version.version")
-        status = serializers.CharField()
-        window_start = serializers.DateTimeField()
-        window_end = serializers.DateTimeField()
-        rows = serializers.IntegerField()
-        reference_rows = serializers.IntegerField()
-        alpha = serializers.FloatField()
-        correction = serializers.CharField()
-        drifted_features = serializers.SerializerMethodField()
-        features = serializers.JSONField()
-        created_at = serializers.DateTimeField()
+        model = serializers.CharField()
+        reports = DriftReportSerializer(many=True)
 
-        def get_drifted_features(self, report: object) -> list[str]:
-            features: dict[str, dict[str, object]] = getattr(report, "features", {})
-            return sorted(name for name, f in features.items() if f.get("drift"))
-
-    @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer(many=True)})
+    @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer})
     def get(self, request: Request, name: str) -> Response:
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -57,6 +62,4 @@ class ModelDriftReportsView(APIView):
             version=params.validated_data.get("version"),
             limit=params.validated_data["limit"],
         )
-        return Response(
-            {"model": model.name, "reports": self.OutputSerializer(reports, many=True).data}
-        )
+        return Response(self.OutputSerializer({"model": model.name, "reports": reports}).data)

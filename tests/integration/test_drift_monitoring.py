@@ -519,3 +519,34 @@ def test_recipe_output_is_a_servable_model_with_a_reference_set() -> None:
     metrics = demo.evaluate_onnx(result.model_bytes, X[:, ::-1], y)
     assert metrics["roc_auc"] > 0.6
     assert np.isfinite(result.metrics["log_loss"])
+
+
+def _register_other_model() -> None:
+    from models_registry.services import model_version_register
+
+    X, y, names = demo.generate_customers(n=300, seed=1)
+    model_version_register(
+        model_name="fraud", file=io.BytesIO(demo.to_onnx_bytes(demo.train_champion(X, y), names))
+    )
+
+
+def test_drift_api_accepts_api_keys_scoped_to_the_model(production: ModelVersion) -> None:
+    from rest_framework.test import APIClient
+
+    from inference.auth import api_key_cache_clear
+    from inference.services import api_key_create
+
+    api_key_cache_clear()
+    _register_other_model()
+    allowed = api_key_create(name="ops", model_names=["credit-risk"])[1]
+    other = api_key_create(name="other", model_names=["fraud"])[1]
+    client = APIClient()
+
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {allowed}")
+    ok = client.get("/api/v1/models/credit-risk/drift")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {other}")
+    refused = client.get("/api/v1/models/credit-risk/drift")
+
+    assert ok.status_code == 200
+    assert ok.json() == {"model": "credit-risk", "reports": []}
+    assert refused.status_code == 403
