@@ -106,6 +106,13 @@ def drift_report_compute(
         report.features = result.features_as_dict()
     report.save()
     _metrics_export(report)
+    logger.info(
+        "event=drift_check model=%s version=%s status=%s rows=%s",
+        version.model.name,
+        version.version,
+        report.status,
+        report.rows,
+    )
     return report
 
 
@@ -119,12 +126,19 @@ def drift_report_act(*, report: DriftReport) -> None:
     version = report.model_version
     drifted = sorted(name for name, f in report.features.items() if f.get("drift"))
     event = drift_event(report)
+    # key=value pairs, so the line is machine-readable with any formatter; the same
+    # fields ride along as ``extra`` for JSON log handlers.
     logger.warning(
-        "drift detected in %s v%s: %s",
+        "event=drift_detected model=%s version=%s report=%s rows=%s correction=%s alpha=%s "
+        "features=%s",
         version.model.name,
         version.version,
-        ", ".join(drifted),
-        extra={"event": "drift_detected", **event},
+        report.id,
+        report.rows,
+        report.correction,
+        report.alpha,
+        ",".join(drifted),
+        extra={"drift": event},
     )
     transaction.on_commit(lambda: drift_event_publish(event))
     previous = drift_report_previous_verdict(report=report)

@@ -239,7 +239,9 @@ def test_redis_lock_lets_exactly_one_of_two_concurrent_holders_in(
 
 
 def test_drift_raises_alert_and_registers_a_staging_challenger(
-    production: ModelVersion, django_capture_on_commit_callbacks: Any
+    production: ModelVersion,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from monitoring.tasks import check_drift
 
@@ -250,6 +252,10 @@ def test_drift_raises_alert_and_registers_a_staging_challenger(
 
     report = DriftReport.objects.get()
     assert report.status == "drift"
+    assert (
+        f"event=drift_detected model=credit-risk version={production.version} report={report.id}"
+        in caplog.text
+    )
     drift_alert = Alert.objects.get(kind="drift")
     assert drift_alert.model_version == production
     assert "income" in drift_alert.message
