@@ -556,3 +556,17 @@ def test_drift_api_accepts_api_keys_scoped_to_the_model(production: ModelVersion
     assert ok.status_code == 200
     assert ok.json() == {"model": "credit-risk", "reports": []}
     assert refused.status_code == 403
+
+
+def test_tasks_ack_late_and_retry_transient_errors_with_backoff() -> None:
+    from django.db import OperationalError
+
+    from monitoring.services.alerts import WebhookDeliveryFailed
+    from monitoring.tasks import check_drift_version, deliver_alert_webhook, retrain_model
+
+    for task in (check_drift_version, deliver_alert_webhook, retrain_model):
+        assert task.acks_late
+        assert task.retry_backoff
+        assert task.max_retries
+    assert OperationalError in check_drift_version.autoretry_for
+    assert WebhookDeliveryFailed in deliver_alert_webhook.autoretry_for
