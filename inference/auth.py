@@ -55,6 +55,12 @@ def api_key_cache_clear() -> None:
         _cache.clear()
 
 
+def api_key_is_cached(key: str) -> bool:
+    """Whether ``key`` is known-valid here without a query (a warm request)."""
+    cached = _cache.get(key_hash(key))
+    return cached is not None and cached[0] is not None
+
+
 def api_key_authenticate(*, key: str | None) -> ApiKeyPrincipal:
     """The active key's principal. Raises Unauthenticated (401) for none, unknown or revoked."""
     if not key:

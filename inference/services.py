@@ -654,3 +654,30 @@ def online_features_write(
         return store.put_many(rows, at=at)
     except FeatureStoreUnavailable as exc:
         raise DependencyUnavailable(str(exc), details={"backend": store.backend}) from exc
+
+
+def warm_inline(*, key: str | None, model_name: str, version: str | None) -> bool:
+    """Whether a request needs no database (key and plan cached, sessions loaded) and
+    only models whose warm call is cheaper than a thread hop: then an async adapter
+    may run it on the event loop."""
+    from .auth import api_key_is_cached
+
+    plans = session_cache.loaded_plans()
+    if not key or plans is None or not api_key_is_cached(key):
+        return False
+    plan = plans.get(model_name)
+    candidates: list[ServedVersion | None]
+    if version is not None:
+        pinned = (plan.versions.get(version) if plan else None) or session_cache.pinned(
+            model_name, version
+        )
+        candidates = [pinned] if pinned is not None else [None]
+    elif plan is None or plan.champion is None:
+        return False
+    else:
+        candidates = [plan.champion, plan.challenger] if plan.challenger else [plan.champion]
+    for served in candidates:
+        model = session_cache.get(served.sha256) if served is not None else None
+        if model is None or not model.inline:
+            return False
+    return True

@@ -61,6 +61,10 @@ class SessionCache:
             plans = self._plans or {}
         return plans
 
+    def loaded_plans(self) -> dict[str, ModelServing] | None:
+        """The plans if already read (never reads the database)."""
+        return self._plans
+
     def pinned(self, model_name: str, version: str) -> ServedVersion | None:
         return self._pinned.get((model_name, version))
 

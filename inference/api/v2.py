@@ -1,22 +1,25 @@
-"""Open Inference Protocol (KServe v2) adapter, so Triton and KServe clients work unchanged.
+"""Open Inference Protocol (KServe v2), so Triton and KServe clients work unchanged.
 
-Plain Django views (no DRF: the protocol has its own request shape, and the path is
-built for throughput). JSON tensors and the binary tensor extension
-(``Inference-Header-Content-Length``) that ``tritonclient`` uses by default are
-both understood, in requests and in responses.
+The protocol is handled here once, on plain values (method, path, headers, body ->
+status, body), and served by two thin adapters: a Django view (WSGI, and the test
+client) and a Channels ``AsyncHttpConsumer`` (``inference.api.v2_consumer``) that
+the ASGI entry point routes ``/v2`` to, skipping Django's request handler. JSON
+tensors and the binary tensor extension (``Inference-Header-Content-Length``) that
+``tritonclient`` uses by default are understood in requests and responses.
 """
 
 from __future__ import annotations
 
+import re
 import struct
-from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, status_for
 from phoenix.health import readiness_report
@@ -64,33 +67,33 @@ _BY_NUMPY_NAME = {
 }
 
 
-def _json(data: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(
-        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
-        status=status,
-        content_type="application/json",
-    )
+_MODEL_PATH = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>ready|infer))?/?$"
+)
 
 
-def _error(error: ApplicationError) -> HttpResponse:
+@dataclass
+class ProtocolResponse:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class MethodNotAllowed(ApplicationError):
+    code = "method_not_allowed"
+
+
+def _json(data: Any, status: int = 200) -> ProtocolResponse:
+    return ProtocolResponse(status, orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+def _error(error: ApplicationError) -> ProtocolResponse:
     # The protocol's error shape is {"error": "<message>"} (tritonclient reads it as a
     # string); the project's code and details ride along beside it.
     body = {"error": error.message, "code": error.code, "details": error.details}
-    return _json(body, status_for(error))
-
-
-def _protocol_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Domain errors become the JSON error shape; anything else stays a real 500."""
-
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        try:
-            return view(request, *args, **kwargs)
-        except ApplicationError as error:
-            return _error(error)
-
-    wrapped.__name__ = view.__name__
-    wrapped.__doc__ = view.__doc__
-    return csrf_exempt(wrapped)
+    status = 405 if isinstance(error, MethodNotAllowed) else status_for(error)
+    return _json(body, status)
 
 
 def _datatype(numpy_name: str) -> str:
@@ -123,42 +126,18 @@ def _served(name: str, version: str | None) -> ServedVersion:
     return served
 
 
-def _authorized(request: HttpRequest, name: str) -> None:
-    principal = api_key_authenticate(key=api_key_from_headers(request.headers))
+def _authorized(headers: Mapping[str, str], name: str) -> None:
+    principal = api_key_authenticate(key=api_key_from_headers(headers))
     api_key_authorize(principal=principal, model_name=name)
 
 
-# --- server -----------------------------------------------------------------------------
-
-
-@require_GET
-@_protocol_view
-def server_metadata(request: HttpRequest) -> HttpResponse:
-    return _json(
-        {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
-    )
-
-
-@require_GET
-@_protocol_view
-def server_live(request: HttpRequest) -> HttpResponse:
-    return _json({"live": True})
-
-
-@require_GET
-@_protocol_view
-def server_ready(request: HttpRequest) -> HttpResponse:
+def _server_ready() -> ProtocolResponse:
     ready, _ = readiness_report()
     return _json({"ready": ready}, 200 if ready else 503)
 
 
-# --- models -----------------------------------------------------------------------------
-
-
-@require_GET
-@_protocol_view
-def model_metadata(request: HttpRequest, name: str, version: str | None = None) -> HttpResponse:
-    _authorized(request, name)
+def _model_metadata(headers: Mapping[str, str], name: str, version: str | None) -> ProtocolResponse:
+    _authorized(headers, name)
     served = _served(name, version)
     plan = session_cache.plans().get(name)
     versions = sorted(plan.versions) if plan else [served.version]
@@ -179,16 +158,11 @@ def model_metadata(request: HttpRequest, name: str, version: str | None = None) 
     )
 
 
-@require_GET
-@_protocol_view
-def model_ready(request: HttpRequest, name: str, version: str | None = None) -> HttpResponse:
-    _authorized(request, name)
+def _model_ready(headers: Mapping[str, str], name: str, version: str | None) -> ProtocolResponse:
+    _authorized(headers, name)
     served = _served(name, version)
     ready = session_cache.get(served.sha256) is not None
     return _json({"name": name, "version": served.version, "ready": ready}, 200 if ready else 503)
-
-
-# --- inference ----------------------------------------------------------------------------
 
 
 def _decode_bytes(raw: bytes) -> list[bytes]:
@@ -248,9 +222,10 @@ def _input_tensor(spec: Any, binary: memoryview, offset: int) -> tuple[np.ndarra
         ) from exc
 
 
-def _parse_infer(request: HttpRequest) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    body = request.body
-    header_length = request.headers.get(HEADER_LENGTH)
+def _parse_infer(
+    headers: Mapping[str, str], body: bytes
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    header_length = headers.get(HEADER_LENGTH)
     try:
         cut = int(header_length) if header_length is not None else len(body)
         payload = orjson.loads(body[:cut])
@@ -279,7 +254,7 @@ def _encode_bytes(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _infer_response(payload: dict[str, Any], prediction: Prediction) -> HttpResponse:
+def _infer_response(payload: dict[str, Any], prediction: Prediction) -> ProtocolResponse:
     requested = payload.get("outputs")
     wanted: dict[str, bool] | None = None
     default_binary = bool((payload.get("parameters") or {}).get("binary_data_output", False))
@@ -333,17 +308,20 @@ def _infer_response(payload: dict[str, Any], prediction: Prediction) -> HttpResp
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
     if not chunks:
-        return HttpResponse(header, content_type="application/json")
-    response = HttpResponse(header + b"".join(chunks), content_type="application/octet-stream")
-    response[HEADER_LENGTH] = str(len(header))
-    return response
+        return ProtocolResponse(200, header)
+    return ProtocolResponse(
+        200,
+        header + b"".join(chunks),
+        content_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(header))},
+    )
 
 
-@require_POST
-@_protocol_view
-def model_infer(request: HttpRequest, name: str, version: str | None = None) -> HttpResponse:
-    principal = api_key_authenticate(key=api_key_from_headers(request.headers))
-    payload, tensors = _parse_infer(request)
+def _infer(
+    headers: Mapping[str, str], body: bytes, name: str, version: str | None
+) -> ProtocolResponse:
+    principal = api_key_authenticate(key=api_key_from_headers(headers))
+    payload, tensors = _parse_infer(headers, body)
     parameters = payload.get("parameters") or {}
     entity_id = parameters.get("entity_id") if isinstance(parameters, dict) else None
     request_id = payload.get("id")
@@ -356,3 +334,69 @@ def model_infer(request: HttpRequest, name: str, version: str | None = None) -> 
         request_id=str(request_id) if request_id else None,
     )
     return _infer_response(payload, prediction)
+
+
+def _route(method: str, path: str, headers: Mapping[str, str], body: bytes) -> ProtocolResponse:
+    if path in ("/v2", "/v2/"):
+        _require(method, "GET")
+        return _json(
+            {"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": ["binary_tensor_data"]}
+        )
+    if path == "/v2/health/live":
+        _require(method, "GET")
+        return _json({"live": True})
+    if path == "/v2/health/ready":
+        _require(method, "GET")
+        return _server_ready()
+    match = _MODEL_PATH.match(path)
+    if match is None:
+        raise NotFound(f"No route for {path}.")
+    name, version, action = match["name"], match["version"], match["action"]
+    if action == "infer":
+        _require(method, "POST")
+        return _infer(headers, body, name, version)
+    _require(method, "GET")
+    if action == "ready":
+        return _model_ready(headers, name, version)
+    return _model_metadata(headers, name, version)
+
+
+def _require(method: str, allowed: str) -> None:
+    if method != allowed and not (allowed == "GET" and method == "HEAD"):
+        raise MethodNotAllowed(f"Use {allowed} here.", details={"allowed": [allowed]})
+
+
+def handle(method: str, path: str, headers: Mapping[str, str], body: bytes) -> ProtocolResponse:
+    """Answer one protocol request. ``headers`` must be case-insensitive.
+
+    Domain errors become the error shape; anything else propagates (a real 500).
+    """
+    try:
+        return _route(method, path, headers, body)
+    except ApplicationError as error:
+        return _error(error)
+
+
+def is_warm_infer(method: str, path: str, headers: Mapping[str, str]) -> bool:
+    """Whether this is an infer call that needs no database and a sub-millisecond model,
+    so an async server may answer it on the event loop without a thread hop."""
+    if method != "POST":
+        return False
+    match = _MODEL_PATH.match(path)
+    if match is None or match["action"] != "infer":
+        return False
+    from ..services import warm_inline
+
+    return warm_inline(
+        key=api_key_from_headers(headers), model_name=match["name"], version=match["version"]
+    )
+
+
+@csrf_exempt
+def django_view(request: HttpRequest) -> HttpResponse:
+    """The protocol behind Django (WSGI workers, the test client)."""
+    result = handle(request.method or "GET", request.path, request.headers, request.body)
+    response = HttpResponse(result.body, status=result.status, content_type=result.content_type)
+    for name, value in result.headers.items():
+        response[name] = value
+    return response

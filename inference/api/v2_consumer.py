@@ -1,0 +1,33 @@
+"""The Open Inference Protocol as a Channels HTTP consumer: no Django request handler.
+
+A warm infer call for a sub-millisecond model is answered on the event loop (a
+thread hop would cost more than the model); anything that may touch the database
+(first request, unknown key, readiness, metadata) or a heavier model runs on a
+worker thread, so the loop is never blocked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.http import AsyncHttpConsumer
+from django.utils.datastructures import CaseInsensitiveMapping
+
+from . import v2
+
+
+class OpenInferenceConsumer(AsyncHttpConsumer):  # type: ignore[misc]
+    async def handle(self, body: bytes) -> None:
+        scope: dict[str, Any] = self.scope
+        headers = CaseInsensitiveMapping(
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        )
+        method, path = scope["method"], scope["path"]
+        if v2.is_warm_infer(method, path, headers):
+            result = v2.handle(method, path, headers, body)
+        else:
+            result = await database_sync_to_async(v2.handle)(method, path, headers, body)
+        response_headers = [(b"content-type", result.content_type.encode())]
+        response_headers += [(k.encode(), v.encode()) for k, v in result.headers.items()]
+        await self.send_response(result.status, result.body, headers=response_headers)

@@ -1,0 +1,90 @@
+"""The v2 protocol through the ASGI entry point (Channels consumer, no Django handler)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import HttpCommunicator
+
+from inference.api import v2
+from inference.auth import api_key_cache_clear
+from inference.services import api_key_create
+from inference.session_cache import session_cache
+from tests.inference_support import onnx_classifier, onnx_predict, register
+
+ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, -1.0]]
+
+
+@pytest.fixture(autouse=True)
+def _events(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inference.events
+
+    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Any:
+    session_cache.clear()
+    api_key_cache_clear()
+    yield
+    session_cache.clear()
+
+
+def call(method: str, path: str, body: bytes = b"", key: str | None = None) -> dict[str, Any]:
+    from phoenix.asgi import application
+
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+    if key:
+        headers.append((b"x-api-key", key.encode()))
+
+    async def run() -> dict[str, Any]:
+        communicator = HttpCommunicator(application, method, path, body=body, headers=headers)
+        return await communicator.get_response(timeout=20)
+
+    return async_to_sync(run)()
+
+
+def test_infer_cold_then_warm_through_asgi(db: None, tmp_path: Path) -> None:
+    path = onnx_classifier(tmp_path / "m.onnx")
+    register("credit", path)
+    key = api_key_create(name="asgi")[1]
+    body = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "X",
+                    "datatype": "FP32",
+                    "shape": [2, 3],
+                    "data": [v for row in ROWS for v in row],
+                }
+            ]
+        }
+    ).encode()
+    labels, _ = onnx_predict(path, ROWS)
+    headers = {"X-API-Key": key}
+
+    assert not v2.is_warm_infer("POST", "/v2/models/credit/infer", headers)
+    cold = call("POST", "/v2/models/credit/infer", body, key)  # reads the registry: thread
+    assert v2.is_warm_infer("POST", "/v2/models/credit/infer", headers)
+    warm = call("POST", "/v2/models/credit/infer", body, key)  # answered on the event loop
+
+    for response in (cold, warm):
+        assert response["status"] == 200, response["body"]
+        outputs = {o["name"]: o for o in json.loads(response["body"])["outputs"]}
+        assert outputs["label"]["data"] == labels
+    assert not v2.is_warm_infer("POST", "/v2/models/credit/infer", {"X-API-Key": "unknown"})
+    assert not v2.is_warm_infer("GET", "/v2/models/credit", headers)
+
+
+def test_asgi_routes_errors_and_other_paths(db: None) -> None:
+    assert call("GET", "/v2")["status"] == 200
+    assert call("POST", "/v2/health/live")["status"] == 405
+    unknown = call("POST", "/v2/models/nope/infer", b"{}", None)
+    assert unknown["status"] == 401
+    assert isinstance(json.loads(unknown["body"])["error"], str)
+    # Everything outside /v2 still reaches Django.
+    assert call("GET", "/healthz")["status"] == 200
