@@ -318,14 +318,18 @@ class PredictionLogConsumer:
                     self._consumer.commit()
                     last_data = time.monotonic()
                     self.stats.batches += 1
-                    self._record_lag()
                     if max_batches is not None and self.stats.batches >= max_batches:
                         break
                 elif idle_timeout_s is not None and time.monotonic() - last_data > idle_timeout_s:
                     break
+                self._record_lag()
                 if time.monotonic() - last_purge > 600:
-                    pending_feedback_purge()
                     last_purge = time.monotonic()
+                    try:
+                        pending_feedback_purge()
+                    except DatabaseError:  # housekeeping; the next round tries again
+                        logger.exception("pending feedback purge failed")
+                        close_old_connections()
         finally:
             self.close()
         return self.stats
@@ -387,11 +391,17 @@ class PredictionLogConsumer:
     def _record_lag(self) -> None:
         for tp in self._consumer.assignment():
             highwater = self._consumer.highwater(tp)
-            if highwater is None:
+            if highwater is None:  # no fetch response for it yet
                 continue
-            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                max(0, highwater - self._consumer.position(tp))
-            )
+            try:
+                position = self._consumer.position(tp, timeout_ms=100)
+            except Exception:  # a metric must never stop the consumer
+                logger.debug("no position for %s", tp, exc_info=True)
+                continue
+            if position is not None:
+                CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
 
     def close(self) -> None:
         for client in (self._consumer, self._dlq):

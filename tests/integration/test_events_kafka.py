@@ -300,3 +300,25 @@ def test_two_consumers_in_a_group_share_the_partitions(
     assert not first & second
     assert first | second == {0, 1, 2}
     assert sum(c.stats.inserted for c in consumers) == 600
+
+
+@pytest.mark.timeout(60)
+def test_consumer_lag_is_exported_and_falls_to_zero(kafka_broker: Any, tmp_path: Path) -> None:
+    from monitoring.services.prediction_log import CONSUMER_LAG
+
+    def lag() -> float:
+        return sum(
+            CONSUMER_LAG.labels(topic=TOPIC, partition=str(p))._value.get() for p in range(3)
+        )
+
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+    publish_all(publisher, make_events(300))
+    publisher.stop()
+
+    consumer_for(kafka_broker, group_id="test-lag", batch_size=50).run(max_batches=2)
+    # After one batch of 50: the rest is behind (for the partitions fetched from so far).
+    assert 0 < lag() <= 250
+
+    consumer_for(kafka_broker, group_id="test-lag", batch_size=50).run(idle_timeout_s=2)
+    assert lag() == 0
+    assert PredictionLog.objects.count() == 300
