@@ -106,3 +106,12 @@ def test_journal_left_by_a_dead_process_is_written_after_restart(tmp_path: Path)
     assert PredictionLog.objects.count() == 26
     assert PredictionLog.objects.filter(event_id__in=[e["event_id"] for e in events]).count() == 25
     assert not restarted.journal.has_pending()
+
+
+@pytest.mark.django_db
+def test_readiness_reports_the_event_bus(client: Any) -> None:
+    body = client.get("/readyz").json()
+
+    component = body["components"]["event_bus"]
+    assert component["status"] == "ok"
+    assert component["backend"] == "database"

@@ -322,3 +322,53 @@ def test_consumer_lag_is_exported_and_falls_to_zero(kafka_broker: Any, tmp_path:
     consumer_for(kafka_broker, group_id="test-lag", batch_size=50).run(idle_timeout_s=2)
     assert lag() == 0
     assert PredictionLog.objects.count() == 300
+
+
+@pytest.mark.timeout(90)
+def test_consume_events_process_stops_cleanly_on_sigterm(
+    kafka_broker: Any, tmp_path: Path, postgres_db: None
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from django.conf import settings
+    from django.db import connection
+
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+    publish_all(publisher, make_events(100))
+    publisher.stop()
+    from urllib.parse import urlsplit, urlunsplit
+
+    # The process writes where this test reads: the same server, the test database.
+    url = urlsplit(os.environ["DATABASE_URL"])
+    test_db_url = urlunsplit(url._replace(path=f"/{connection.settings_dict['NAME']}"))
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_db_url,
+        "DJANGO_SETTINGS_MODULE": "phoenix.settings.test",
+    }
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "manage.py", "consume_events"),
+            *("--bootstrap-servers", kafka_broker.bootstrap, "--partitions", "0,1,2"),
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while PredictionLog.objects.count() < 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 0, output.decode()
+    assert "100 inserted" in output.decode()
+    assert PredictionLog.objects.count() == 100
