@@ -28,6 +28,10 @@ class OpenInferenceConsumer(AsyncHttpConsumer):  # type: ignore[misc]
             result = v2.handle(method, path, headers, body)
         else:
             result = await database_sync_to_async(v2.handle)(method, path, headers, body)
-        response_headers = [(b"content-type", result.content_type.encode())]
+        response_headers = [
+            (b"content-type", result.content_type.encode()),
+            # Without a length the server would chunk the body: a frame per response for nothing.
+            (b"content-length", str(len(result.body)).encode()),
+        ]
         response_headers += [(k.encode(), v.encode()) for k, v in result.headers.items()]
         await self.send_response(result.status, result.body, headers=response_headers)

@@ -21,6 +21,13 @@ ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
 
 
 @pytest.fixture(autouse=True)
+def _events(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inference.events
+
+    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+
+
+@pytest.fixture(autouse=True)
 def _fresh() -> Any:
     session_cache.clear()
     api_key_cache_clear()

@@ -36,9 +36,9 @@ def _fresh_process_state() -> Any:
     feature_store_reset()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """Prediction events as the publisher receives them."""
+    """Prediction events as the publisher receives them (none reach its flusher thread)."""
     import inference.events
 
     recorded: list[dict[str, Any]] = []
@@ -192,6 +192,9 @@ def test_model_without_servable_version_is_503(
         {"features": []},
         {"features": [{"x1": 1, "x2": 2, "x3": 3}, [1, 2, 3]]},
         {},
+        {"feature": {"x1": 1}},
+        {"features": {"x1": 1, "x2": 2, "x3": 3}, "entity_id": {"id": 1}},
+        {"features": {"x1": 1, "x2": 2, "x3": 3}, "version": ""},
     ],
 )
 def test_bad_body_is_400(api: APIClient, champion: Any, body: Any) -> None:
