@@ -12,7 +12,7 @@ Transport, chosen by settings:
   thread stats once a second; a cheap file works across the web, worker and command
   processes of one machine with no server.
 
-When a listener may have missed changes (the log was rotated, Redis reconnected),
+When a listener may have missed changes (Redis reconnected, the change log rotated),
 it is told ``RegistryChange(model_name="", reason="resync", ...)``: reload everything.
 
 Broadcast failures are logged and never raised into the caller: the database write
@@ -28,7 +28,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -60,6 +59,7 @@ _state_lock = threading.Lock()
 _origin_by_pid: dict[int, str] = {}
 _listener_thread: threading.Thread | None = None
 _listener_pid: int | None = None
+_listener_stop = threading.Event()
 
 
 def origin() -> str:
@@ -106,20 +106,30 @@ def registry_changed_publish(*, model_name: str, reason: str) -> None:
 
 def start_listener() -> None:
     """Start (once per process) the daemon thread that hears other processes' changes."""
-    global _listener_thread, _listener_pid
+    global _listener_thread, _listener_pid, _listener_stop
     with _state_lock:
         pid = os.getpid()
         if _listener_thread is not None and _listener_pid == pid and _listener_thread.is_alive():
             return
         target = _redis_listen if settings.REDIS_URL else _log_watch
-        ready = threading.Event()
+        ready, _listener_stop = threading.Event(), threading.Event()
         _listener_thread = threading.Thread(
-            target=target, args=(ready,), name="registry-listener", daemon=True
+            target=target, args=(ready, _listener_stop), name="registry-listener", daemon=True
         )
         _listener_pid = pid
         _listener_thread.start()
     # Changes published after this returns are heard: the thread has taken its bearings.
     ready.wait(timeout=5)
+
+
+def stop_listener(timeout_s: float = 5.0) -> None:
+    """Stop this process's listener thread (tests, orderly shutdown); a no-op if none."""
+    global _listener_thread
+    with _state_lock:
+        thread, _listener_thread = _listener_thread, None
+        _listener_stop.set()
+    if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+        thread.join(timeout=timeout_s)
 
 
 def _from_json(raw: bytes | str) -> RegistryChange | None:
@@ -161,11 +171,11 @@ def _redis_publish(change: RegistryChange) -> None:
         client.close()
 
 
-def _redis_listen(ready: threading.Event) -> None:
+def _redis_listen(ready: threading.Event, stop: threading.Event) -> None:
     import redis
 
     first = True
-    while True:
+    while not stop.is_set():
         client = _redis_client()
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
@@ -176,14 +186,14 @@ def _redis_listen(ready: threading.Event) -> None:
                 _resync()  # changes published while we were away were lost
             first = False
             ready.set()
-            while True:
+            while not stop.is_set():
                 message = pubsub.get_message(timeout=POLL_INTERVAL_S)
                 if message and message.get("type") == "message":
                     _deliver(_from_json(message["data"]))
         except redis.RedisError as exc:
             logger.warning("registry listener lost Redis (%s); reconnecting", exc)
             ready.set()
-            time.sleep(POLL_INTERVAL_S)
+            stop.wait(POLL_INTERVAL_S)
         finally:
             with contextlib.suppress(Exception):
                 pubsub.close()
@@ -191,6 +201,11 @@ def _redis_listen(ready: threading.Event) -> None:
 
 
 # --- embedded: change log file -------------------------------------------------------
+#
+# One JSON line per change, appended under an exclusive lock. The first line names the
+# log with a random id. Past LOG_ROTATE_BYTES the writer atomically replaces the log by
+# a new one with a new id; a reader that finds another id than the one it was reading
+# may have missed the old log's last lines, so its listeners are told to resync.
 
 
 def _log_path() -> Path:
@@ -201,47 +216,60 @@ def _log_append(change: RegistryChange) -> None:
     path = _log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(asdict(change)) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_size > LOG_ROTATE_BYTES:
-            os.ftruncate(fd, 0)
-        os.write(fd, line)
-    finally:
-        os.close(fd)  # also releases the lock
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        try:
+            fresh = path.stat().st_size > LOG_ROTATE_BYTES
+        except FileNotFoundError:
+            fresh = True
+        if fresh:
+            staging = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+            staging.write_bytes((json.dumps({"log": uuid.uuid4().hex}) + "\n").encode())
+            os.replace(staging, path)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
 
-def _log_stat(path: Path) -> tuple[int, int]:
+def _log_stat(path: Path) -> tuple[int, int, int] | None:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        return (0, 0)
-    return (stat.st_ino, stat.st_size)
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-def _log_watch(ready: threading.Event) -> None:
+def _log_watch(ready: threading.Event, stop: threading.Event) -> None:
     path = _log_path()
-    # Start at the end: what happened before this process started is already in the DB.
-    inode, offset = _log_stat(path)
+    header: bytes | None = None  # the first line of the log being read
+    offset = 0
+    seen = _log_stat(path)
+    if seen is not None:
+        # Start at the end: what happened before this process started is in the database.
+        with path.open("rb") as handle:
+            header = handle.readline()
+        offset = seen[1]
     ready.set()
-    while True:
-        time.sleep(POLL_INTERVAL_S)
+    while not stop.wait(POLL_INTERVAL_S):
         try:
-            current_inode, size = _log_stat(path)
-            if (current_inode, size) == (inode, offset):
+            current = _log_stat(path)
+            if current is None or current == seen:
                 continue
-            if current_inode != inode or size < offset:
-                if inode:
-                    _resync()  # rotated or recreated: lines may have gone unread
-                inode, offset = current_inode, 0
+            seen = current
             with path.open("rb") as handle:
+                first = handle.readline()
+                if first != header:
+                    if header is not None:
+                        _resync()  # a new log: the old one's last lines may be unread
+                    header, offset = first, len(first)
                 handle.seek(offset)
-                data = handle.read(size - offset)
-            # A line still being written has no newline yet: read it next time.
-            complete = data.rsplit(b"\n", 1)[0] + b"\n" if b"\n" in data else b""
+                data = handle.read()
+            # A line still being written has no newline yet: it is read next time.
+            complete = data[: data.rfind(b"\n") + 1]
             offset += len(complete)
             for raw in complete.splitlines():
-                if raw.strip():
-                    _deliver(_from_json(raw))
+                _deliver(_from_json(raw))
         except Exception:
             logger.exception("registry listener failed reading %s", path)

@@ -149,14 +149,20 @@ def _external_locations(model: onnx.ModelProto) -> list[str]:
     return locations
 
 
-def _check_location(location: str, source_dir: Path | None) -> Path:
-    """The external file a location names, refused unless it stays inside the model's folder."""
+def _relative_location(location: str) -> PurePosixPath:
+    """``location`` as a path inside the model's folder; refused if it could leave it."""
     pure = PurePosixPath(location.replace("\\", "/"))
     if not location or pure.is_absolute() or ".." in pure.parts or ":" in location:
         raise InvalidModelFile(
             f"The model refers to external data outside its own folder ({location!r}).",
             details={"location": location},
         )
+    return pure
+
+
+def _check_location(location: str, source_dir: Path | None) -> Path:
+    """The external file a location names, refused unless it stays inside the model's folder."""
+    pure = _relative_location(location)
     if source_dir is None:
         raise InvalidModelFile(
             f"The model refers to external data ({location!r}) that was not uploaded with it; "
@@ -237,6 +243,8 @@ def onnx_model_inspect(
     # Refuse external data before onnxruntime sees the file: it would open the path.
     external: list[str] = []
     locations = _external_locations(model)
+    for location in locations:
+        _relative_location(location)  # the most telling refusal comes first
     if locations and not allow_external_data:
         raise InvalidModelFile(
             "The model keeps weights in external data files, which this registry does not "
@@ -250,10 +258,11 @@ def onnx_model_inspect(
         total += found.stat().st_size
         if total > max_bytes:
             raise ModelTooLarge(_too_large("model with its external data", max_bytes))
-        target = workdir / PurePosixPath(location.replace("\\", "/"))
+        relative = _relative_location(location)
+        target = workdir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(found, target)
-        external.append(str(PurePosixPath(location.replace("\\", "/"))))
+        external.append(str(relative))
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: old opsets make ORT chatty

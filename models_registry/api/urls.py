@@ -2,6 +2,31 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("models", views.ModelListApi.as_view(), name="registry-models"),
+    path("models/<str:name>", views.ModelDetailApi.as_view(), name="registry-model"),
+    path(
+        "models/<str:name>/versions",
+        views.ModelVersionCreateApi.as_view(),
+        name="registry-version-create",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>",
+        views.ModelVersionDetailApi.as_view(),
+        name="registry-version",
+    ),
+    path(
+        "models/<str:name>/versions/<str:version>/stage",
+        views.ModelVersionStageApi.as_view(),
+        name="registry-version-stage",
+    ),
+    path(
+        "models/<str:name>/aliases/<str:alias>",
+        views.ModelAliasSetApi.as_view(),
+        name="registry-alias",
+    ),
+]

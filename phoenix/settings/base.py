@@ -233,7 +233,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "phoenix.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "phoenix.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
