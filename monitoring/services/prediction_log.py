@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
@@ -97,20 +97,92 @@ def prediction_log_write_events(
     if not parsed:
         return WriteResult(inserted=0, duplicates=0, invalid=invalid)
     with transaction.atomic():
-        existing = set(
-            PredictionLog.objects.filter(event_id__in=list(parsed)).values_list(
-                "event_id", flat=True
-            )
-        )
-        new_rows = [_row(e) for event_id, e in parsed.items() if event_id not in existing]
-        # ignore_conflicts still matters: another consumer may insert the same id
-        # between the SELECT above and this INSERT.
-        PredictionLog.objects.bulk_create(new_rows, ignore_conflicts=True)
-        applied = _pending_feedback_apply(request_ids={e.request_id for e in parsed.values()})
-    duplicates = len(events) - invalid - len(new_rows)
+        if connection.vendor == "postgresql":
+            inserted = _insert_postgresql(list(parsed.values()))
+        else:
+            inserted = _insert_orm(parsed)
+        applied = 0
+        # Pending feedback exists only with Kafka (early feedback); skip the IN query
+        # over the batch's request ids when there is none at all.
+        if PendingFeedback.objects.exists():
+            applied = _pending_feedback_apply(request_ids={e.request_id for e in parsed.values()})
+    duplicates = len(events) - invalid - inserted
     return WriteResult(
-        inserted=len(new_rows), duplicates=duplicates, invalid=invalid, feedback_applied=applied
+        inserted=inserted, duplicates=duplicates, invalid=invalid, feedback_applied=applied
     )
+
+
+def _insert_orm(parsed: dict[Any, PredictionEvent]) -> int:
+    existing = set(
+        PredictionLog.objects.filter(event_id__in=list(parsed)).values_list("event_id", flat=True)
+    )
+    new_rows = [_row(e) for event_id, e in parsed.items() if event_id not in existing]
+    # ignore_conflicts still matters: another writer may insert the same id between
+    # the SELECT above and this INSERT.
+    PredictionLog.objects.bulk_create(new_rows, ignore_conflicts=True)
+    return len(new_rows)
+
+
+_PG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "uuid"),
+    ("request_id", "varchar"),
+    ("row_index", "integer"),
+    ("model_name", "varchar"),
+    ("version", "varchar"),
+    ("routed_by", "varchar"),
+    ("features", "jsonb"),
+    ("prediction", "jsonb"),
+    ("probabilities", "jsonb"),
+    ("confidence", "double precision"),
+    ("latency_ms", "double precision"),
+    ("created_at", "timestamptz"),
+)
+
+
+def _insert_postgresql(events: list[PredictionEvent]) -> int:
+    """One INSERT ... SELECT FROM jsonb_to_recordset(batch) ON CONFLICT DO NOTHING.
+
+    The ORM's bulk_create spends ~100 us of Python per row building SQL and adapting
+    JSON fields; in the API process that runs under the GIL next to the requests.
+    Here the batch is one orjson-encoded parameter and PostgreSQL unpacks it.
+    Returns how many rows were new.
+    """
+    payload = orjson.dumps(
+        [
+            {
+                "event_id": str(e.event_id),
+                "request_id": e.request_id,
+                "row_index": e.row_index,
+                "model_name": e.model,
+                "version": e.version,
+                "routed_by": e.routed_by,
+                "features": e.features,
+                "prediction": e.prediction,
+                "probabilities": e.probabilities,
+                "confidence": e.confidence,
+                "latency_ms": e.latency_ms,
+                "created_at": e.created_at.isoformat(),
+            }
+            for e in events
+        ],
+        option=orjson.OPT_SERIALIZE_NUMPY,
+        default=str,
+    ).decode()
+    table = connection.ops.quote_name(PredictionLog._meta.db_table)
+    names = ", ".join(name for name, _ in _PG_COLUMNS)
+    # A JSON null becomes the jsonb value 'null'; the ORM stores None as SQL NULL.
+    selected = ", ".join(
+        f"NULLIF({name}, 'null'::jsonb)" if kind == "jsonb" else name for name, kind in _PG_COLUMNS
+    )
+    record = ", ".join(f"{name} {kind}" for name, kind in _PG_COLUMNS)
+    sql = (
+        f"INSERT INTO {table} ({names}) "  # noqa: S608 - identifiers are ours
+        f"SELECT {selected} FROM jsonb_to_recordset(%s::jsonb) AS t({record}) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [payload])
+        return len(cursor.fetchall())
 
 
 # --- feedback -------------------------------------------------------------------------

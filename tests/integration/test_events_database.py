@@ -115,3 +115,19 @@ def test_readiness_reports_the_event_bus(client: Any) -> None:
     component = body["components"]["event_bus"]
     assert component["status"] == "ok"
     assert component["backend"] == "database"
+
+
+@pytest.mark.django_db
+def test_rows_keep_every_field_and_null_stays_null() -> None:
+    events = make_events(2)
+    events[1]["probabilities"] = None
+    events[1]["confidence"] = None
+
+    prediction_log_write_events(events=events)
+
+    full = PredictionLog.objects.get(event_id=events[0]["event_id"])
+    assert full.probabilities == [0.3, 0.7]
+    assert full.confidence == 0.7
+    assert full.created_at.isoformat() == events[0]["created_at"]
+    assert PredictionLog.objects.filter(probabilities__isnull=True).count() == 1
+    assert PredictionLog.objects.filter(confidence__isnull=True).count() == 1
