@@ -9,6 +9,7 @@ network call unless the client asked for an entity's features.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -100,6 +101,16 @@ def _layout(served: ServedVersion, model: LoadedModel) -> _Layout | None:
 
 
 # --- routing ------------------------------------------------------------------------
+
+
+def _new_id() -> str:
+    """A random (version 4) UUID without a system call per id.
+
+    uuid4() reads os.urandom: one syscall each, which costs tens of microseconds in
+    sandboxed containers, twice per request. Ids need to be unique, not secret; the
+    module-level generator is seeded from urandom and reseeded in forked workers.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 def _unknown_or_unservable(model_name: str) -> ApplicationError:
@@ -317,7 +328,7 @@ def _events(
     created_at = datetime.now(UTC).isoformat()
     return [
         {
-            "event_id": str(uuid.uuid4()),
+            "event_id": _new_id(),
             "request_id": request_id,
             "row_index": i,
             "model": served.model_name,
@@ -418,7 +429,7 @@ def _predict(
 ) -> Prediction:
     """Authorize, route, build feeds with ``build(served, model)``, score, log, count."""
     started = time.perf_counter()
-    request_id = request_id or str(uuid.uuid4())
+    request_id = request_id or _new_id()
     label_model, label_version, route = metrics.UNKNOWN, "", "none"
     try:
         api_key_authorize(principal=principal, model_name=model_name)
@@ -656,28 +667,33 @@ def online_features_write(
         raise DependencyUnavailable(str(exc), details={"backend": store.backend}) from exc
 
 
-def warm_inline(*, key: str | None, model_name: str, version: str | None) -> bool:
-    """Whether a request needs no database (key and plan cached, sessions loaded) and
-    only models whose warm call is cheaper than a thread hop: then an async adapter
-    may run it on the event loop."""
+def warm_execution(*, key: str | None, model_name: str, version: str | None) -> str | None:
+    """How an async adapter should run a request, or None when it may touch the database.
+
+    "inline": key and plan cached, sessions loaded, and every model involved (shadow
+    included) is cheaper than a thread hop: run it on the event loop. "pool": warm, but
+    a model is heavier: run it on a worker thread (any; no database is needed).
+    """
     from .auth import api_key_is_cached
 
     plans = session_cache.loaded_plans()
     if not key or plans is None or not api_key_is_cached(key):
-        return False
+        return None
     plan = plans.get(model_name)
     candidates: list[ServedVersion | None]
     if version is not None:
         pinned = (plan.versions.get(version) if plan else None) or session_cache.pinned(
             model_name, version
         )
-        candidates = [pinned] if pinned is not None else [None]
+        candidates = [pinned]
     elif plan is None or plan.champion is None:
-        return False
+        return None
     else:
         candidates = [plan.champion, plan.challenger] if plan.challenger else [plan.champion]
+    inline = True
     for served in candidates:
         model = session_cache.get(served.sha256) if served is not None else None
-        if model is None or not model.inline:
-            return False
-    return True
+        if model is None:
+            return None
+        inline = inline and model.inline
+    return "inline" if inline else "pool"

@@ -377,17 +377,17 @@ def handle(method: str, path: str, headers: Mapping[str, str], body: bytes) -> P
         return _error(error)
 
 
-def is_warm_infer(method: str, path: str, headers: Mapping[str, str]) -> bool:
-    """Whether this is an infer call that needs no database and a sub-millisecond model,
-    so an async server may answer it on the event loop without a thread hop."""
+def infer_execution(method: str, path: str, headers: Mapping[str, str]) -> str | None:
+    """For an async server: "inline" (warm, tiny model: answer on the event loop),
+    "pool" (warm, heavier model: any worker thread), or None (may touch the database)."""
     if method != "POST":
-        return False
+        return None
     match = _MODEL_PATH.match(path)
     if match is None or match["action"] != "infer":
-        return False
-    from ..services import warm_inline
+        return None
+    from ..services import warm_execution
 
-    return warm_inline(
+    return warm_execution(
         key=api_key_from_headers(headers), model_name=match["name"], version=match["version"]
     )
 

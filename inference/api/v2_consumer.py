@@ -1,15 +1,16 @@
 """The Open Inference Protocol as a Channels HTTP consumer: no Django request handler.
 
 A warm infer call for a sub-millisecond model is answered on the event loop (a
-thread hop would cost more than the model); anything that may touch the database
-(first request, unknown key, readiness, metadata) or a heavier model runs on a
-worker thread, so the loop is never blocked.
+thread hop would cost more than the model); a warm call to a heavier model runs on
+a pool thread; anything that may touch the database (first request, unknown key,
+readiness, metadata) runs on Django's sync thread. The loop is never blocked.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.http import AsyncHttpConsumer
 from django.utils.datastructures import CaseInsensitiveMapping
@@ -24,9 +25,15 @@ class OpenInferenceConsumer(AsyncHttpConsumer):  # type: ignore[misc]
             {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         )
         method, path = scope["method"], scope["path"]
-        if v2.is_warm_infer(method, path, headers):
+        execution = v2.infer_execution(method, path, headers)
+        if execution == "inline":
             result = v2.handle(method, path, headers, body)
+        elif execution == "pool":
+            result = await sync_to_async(v2.handle, thread_sensitive=False)(
+                method, path, headers, body
+            )
         else:
+            # May read the database: Django's connection handling, on its sync thread.
             result = await database_sync_to_async(v2.handle)(method, path, headers, body)
         response_headers = [
             (b"content-type", result.content_type.encode()),

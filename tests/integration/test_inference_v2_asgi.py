@@ -67,17 +67,40 @@ def test_infer_cold_then_warm_through_asgi(db: None, tmp_path: Path) -> None:
     labels, _ = onnx_predict(path, ROWS)
     headers = {"X-API-Key": key}
 
-    assert not v2.is_warm_infer("POST", "/v2/models/credit/infer", headers)
+    assert v2.infer_execution("POST", "/v2/models/credit/infer", headers) is None
     cold = call("POST", "/v2/models/credit/infer", body, key)  # reads the registry: thread
-    assert v2.is_warm_infer("POST", "/v2/models/credit/infer", headers)
+    assert v2.infer_execution("POST", "/v2/models/credit/infer", headers) == "inline"
     warm = call("POST", "/v2/models/credit/infer", body, key)  # answered on the event loop
 
     for response in (cold, warm):
         assert response["status"] == 200, response["body"]
         outputs = {o["name"]: o for o in json.loads(response["body"])["outputs"]}
         assert outputs["label"]["data"] == labels
-    assert not v2.is_warm_infer("POST", "/v2/models/credit/infer", {"X-API-Key": "unknown"})
-    assert not v2.is_warm_infer("GET", "/v2/models/credit", headers)
+    unknown_key = {"X-API-Key": "unknown"}
+    assert v2.infer_execution("POST", "/v2/models/credit/infer", unknown_key) is None
+    assert v2.infer_execution("GET", "/v2/models/credit", headers) is None
+
+
+def test_heavier_model_goes_to_the_pool(
+    db: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference import runtime
+
+    path = onnx_classifier(tmp_path / "m.onnx")
+    register("credit", path)
+    key = api_key_create(name="asgi")[1]
+    # Every model now counts as heavy: warm-up time is above the inline threshold.
+    monkeypatch.setattr(runtime, "INLINE_THRESHOLD_S", 0.0)
+    body = json.dumps(
+        {"inputs": [{"name": "X", "datatype": "FP32", "shape": [2, 3], "data": [1.0] * 6}]}
+    ).encode()
+    assert call("POST", "/v2/models/credit/infer", body, key)["status"] == 200
+
+    execution = v2.infer_execution("POST", "/v2/models/credit/infer", {"X-API-Key": key})
+    warm = call("POST", "/v2/models/credit/infer", body, key)
+
+    assert execution == "pool"
+    assert warm["status"] == 200
 
 
 def test_asgi_routes_errors_and_other_paths(db: None) -> None:
