@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 import orjson
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, status_for
+from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, TooLarge, status_for
 from phoenix.health import readiness_report
 
 from ..auth import api_key_authenticate, api_key_authorize, api_key_from_headers
@@ -371,7 +373,12 @@ def handle(method: str, path: str, headers: Mapping[str, str], body: bytes) -> P
 
     Domain errors become the error shape; anything else propagates (a real 500).
     """
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
+        if limit is not None and len(body) > limit:
+            raise TooLarge(
+                f"The request body is larger than {limit} bytes.", details={"limit_bytes": limit}
+            )
         return _route(method, path, headers, body)
     except ApplicationError as error:
         return _error(error)
@@ -395,7 +402,12 @@ def infer_execution(method: str, path: str, headers: Mapping[str, str]) -> str |
 @csrf_exempt
 def django_view(request: HttpRequest) -> HttpResponse:
     """The protocol behind Django (WSGI workers, the test client)."""
-    result = handle(request.method or "GET", request.path, request.headers, request.body)
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        result = _error(TooLarge("The request body is too large.", details={}))
+    else:
+        result = handle(request.method or "GET", request.path, request.headers, body)
     response = HttpResponse(result.body, status=result.status, content_type=result.content_type)
     for name, value in result.headers.items():
         response[name] = value

@@ -18,6 +18,13 @@ ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, -1.0]]
 
 
 @pytest.fixture(autouse=True)
+def _events(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inference.events
+
+    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+
+
+@pytest.fixture(autouse=True)
 def _fresh() -> Any:
     session_cache.clear()
     api_key_cache_clear()
@@ -171,3 +178,9 @@ def test_model_metadata_and_ready(client: Any, key: str) -> None:
     assert client.get("/v2/models/credit/versions/1/ready", **headers).status_code == 200
     assert client.get("/v2/models/nope", **headers).status_code == 404
     assert client.get("/v2/models/credit").status_code == 401
+
+
+def test_body_over_upload_limit_is_413(client: Any, key: str, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    response = infer(client, key, {"inputs": [tensor("FP32", [[1.0, 2.0, 3.0]] * 20)]})
+    assert response.status_code == 413
