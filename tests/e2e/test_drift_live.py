@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -63,12 +64,17 @@ def test_simulated_drifting_traffic_is_logged_with_feedback_and_caught(
         "3",
         stdout=out,
     )
-    get_publisher().flush()
+    logged = PredictionLog.objects.filter(model_name=demo.MODEL_NAME)
+    # On SQLite the event writer may meet a locked table and journal a batch; it
+    # replays after a short backoff, so wait for it (nothing is lost).
+    deadline = time.monotonic() + 20
+    while logged.count() < 120 and time.monotonic() < deadline:
+        get_publisher().flush()
+        time.sleep(0.2)
 
     summary = out.getvalue()
     assert "sent 120 predictions" in summary
     assert "120 ok" in summary
-    logged = PredictionLog.objects.filter(model_name=demo.MODEL_NAME)
     assert logged.count() == 120
     labelled = logged.exclude(actual__isnull=True).count()
     assert 30 <= labelled <= 90
