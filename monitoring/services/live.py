@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import time
@@ -300,7 +301,8 @@ def _snapshot(now: _RawReading, before: _RawReading | None) -> dict[str, Any]:
             "confidence": None
             if confidence is None
             else {
-                "bounds": [le for le, _ in confidence.buckets],
+                # JSON has no Infinity: the +Inf bucket's bound is null.
+                "bounds": [le if math.isfinite(le) else None for le, _ in confidence.buckets],
                 "counts": bucket_counts(confidence.buckets),
                 "window_counts": bucket_counts(confidence_window.buckets)
                 if confidence_window is not None
@@ -341,9 +343,12 @@ class SnapshotBroadcaster:
         self._idle: asyncio.Event | None = None
 
     async def client_joined(self) -> None:
-        self.clients += 1
         loop = asyncio.get_running_loop()
-        # A task from a loop that has since closed (tests run one loop each) is dead.
+        if self.loop is not loop:
+            # A new event loop (a restarted server, a test): the old one's clients are gone.
+            self.clients = 0
+        self.clients += 1
+        # A task from a loop that has since closed is dead.
         if self._task is None or self._task.done() or self.loop is not loop:
             self.loop = loop
             self._idle = asyncio.Event()

@@ -35,6 +35,12 @@ function fmtMs(value) {
   if (value === null || value === undefined) return "–";
   return value < 10 ? value.toFixed(2) : value.toFixed(1);
 }
+// "CUDAExecutionProvider" -> "GPU (CUDA)": what an operator needs to know at a glance.
+function fmtProvider(provider) {
+  if (!provider) return "–";
+  const name = provider.replace(/ExecutionProvider$/, "");
+  return name === "CPU" ? "CPU" : `GPU (${name})`;
+}
 function setText(el, text) {
   if (el && el.textContent !== text) el.textContent = text;
 }
@@ -66,7 +72,7 @@ function makeChart(id, series, opts = {}) {
       height: 220,
       cursor: { drag: { x: false, y: false } },
       legend: { live: false },
-      scales: { x: { time: opts.time !== false }, y: { range: (u, min, max) => [0, Math.max(max, opts.minMax || 1)] } },
+      scales: { x: opts.xRange ? { time: false, range: opts.xRange } : { time: opts.time !== false }, y: { range: (u, min, max) => [0, Math.max(max, opts.minMax || 1)] } },
       axes: opts.axes || [{}, { size: 50 }],
       series: [
         {},
@@ -110,7 +116,7 @@ function fillFields(root, stats) {
     p50: fmtMs(latency.p50),
     p95: fmtMs(latency.p95),
     p99: fmtMs(latency.p99),
-    provider: stats.provider || (stats.providers && stats.providers.length ? stats.providers.join(", ") : "–"),
+    provider: stats.provider ? fmtProvider(stats.provider) : (stats.providers || []).map(fmtProvider).join(", ") || "–",
   };
   for (const [field, text] of Object.entries(values)) {
     root.querySelectorAll(`[data-field="${field}"]`).forEach((el) => setText(el, text));
@@ -127,11 +133,12 @@ function renderOverview(snapshot) {
     const stats = (snapshot.models || {})[row.dataset.model];
     if (!stats) continue;
     fillFields(row, stats);
+    // Routes are labelled "<policy>:<arm>"; the policy is already shown beside them.
     const routes = Object.entries(stats.routes || {})
       .filter(([, share]) => share !== null)
-      .map(([route, share]) => `${route} ${Math.round(share * 100)}%`)
+      .map(([route, share]) => `${route.split(":").pop()} ${Math.round(share * 100)}%`)
       .join(" · ");
-    setText(row.querySelector('[data-field="routes"]'), routes ? `(live: ${routes})` : "");
+    setText(row.querySelector('[data-field="routes"]'), routes ? `live: ${routes}` : "");
     const p99 = stats.latency_ms && stats.latency_ms.p99;
     if (p99 !== null && p99 !== undefined) slowest = Math.max(slowest || 0, p99);
   }
@@ -156,19 +163,21 @@ function renderModel(snapshot) {
 function renderConfidence(confidence) {
   const chart = charts["chart-confidence"];
   if (!chart || !confidence) return;
-  const xs = [];
-  const ys = [];
+  // One bar per bucket, evenly spaced: the buckets are narrow near 1 and wide below.
+  const labels = [];
+  const counts = [];
+  let lower = 0;
   confidence.bounds.forEach((le, i) => {
-    if (!Number.isFinite(le)) {
-      if (confidence.counts[i] > 0) { xs.push(xs.length ? xs[xs.length - 1] + 0.1 : 1); ys.push(confidence.counts[i]); }
-      return;
-    }
-    xs.push(le);
-    ys.push(confidence.counts[i]);
+    const finite = le !== null && Number.isFinite(le);
+    if (!finite && !confidence.counts[i]) return;
+    labels.push(finite ? `≤${le}` : `>${lower}`);
+    counts.push(confidence.counts[i]);
+    if (finite) lower = le;
   });
-  chart.data = [xs, ys];
+  chart.labels = labels;
+  chart.data = [labels.map((_, i) => i), counts];
   chart.plot.setData(chart.data);
-  chart.el.dataset.points = String(xs.length);
+  chart.el.dataset.points = String(labels.length);
 }
 
 function renderExperiments(snapshot) {
@@ -215,8 +224,10 @@ function describe(event) {
   if (event.message) return event.message;
   const who = event.model ? `${event.model}${event.version ? ` v${event.version}` : ""}` : "";
   switch (event.kind) {
-    case "drift":
-      return `${who}: drift report ${event.status || ""}`.trim();
+    case "drift": {
+      const drifted = (event.drifted_features || []).join(", ");
+      return `${who}: ${event.status === "drift" ? "drift detected" : `drift check ${event.status || ""}`}${drifted ? ` in ${drifted}` : ""}`;
+    }
     case "stage":
       return `${who}: ${event.from_value || event.from || "?"} → ${event.to_value || event.to || "?"}${event.actor ? ` by ${event.actor}` : ""}`;
     case "rollback":
@@ -338,10 +349,17 @@ function setup() {
       { label: "p99", color: "#c92a2a" },
     ]);
     makeChart("chart-throughput", [{ label: "req/s", fill: "rgba(28,126,214,.12)" }]);
-    makeChart(
+    const confidence = makeChart(
       "chart-confidence",
-      [{ label: "predictions", fill: "rgba(112,72,232,.35)", color: "#7048e8", paths: window.uPlot && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.8, 60] }) : undefined }],
-      { time: false, axes: [{ label: "confidence ≤" }, { size: 50 }] },
+      [{ label: "predictions", fill: "rgba(112,72,232,.45)", color: "#7048e8", paths: window.uPlot && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 80] }) : undefined }],
+      {
+        time: false,
+        xRange: (u, min, max) => [min - 0.5, max + 0.5],
+        axes: [
+          { label: "confidence", space: 10, incrs: [1], values: (u, splits) => splits.map((i) => (confidence && confidence.labels ? confidence.labels[i] || "" : "")), rotate: -45, size: 56 },
+          { size: 50 },
+        ],
+      },
     );
   }
   const path = body.dataset.wsPath;

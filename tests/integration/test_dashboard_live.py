@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -117,10 +118,12 @@ def test_snapshot_reports_rates_quantiles_errors_routes_and_providers() -> None:
     assert 10.0 < challenger["latency_ms"]["p50"] <= 50.0
     assert credit["providers"] == ["CPUExecutionProvider", "CUDAExecutionProvider"]
     # Confidence: 10 rows at 0.6 (bucket <= 0.75), 90 at 0.95 (bucket <= 1.0).
-    assert credit["confidence"]["bounds"][:4] == list(CONFIDENCE_BUCKETS)
+    assert credit["confidence"]["bounds"] == [*CONFIDENCE_BUCKETS, None]  # None: +Inf
     assert credit["confidence"]["counts"][:4] == [0.0, 10.0, 0.0, 90.0]
     assert snap["totals"]["requests_total"] == credit["requests_total"]
     assert snap["pipeline"]["phoenix_events_buffer_depth"] == 7.0
+    # Browsers' JSON.parse refuses Infinity and NaN: the snapshot must be strict JSON.
+    json.dumps(snap, allow_nan=False)
 
 
 def test_snapshot_rate_covers_the_window_not_the_whole_history() -> None:
