@@ -144,4 +144,5 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         who = self.actor_name or "system"
-        return f"{self.created_at:%Y-%m-%d %H:%M} {who} {self.action} {self.model_name} v{self.version}"
+        when = f"{self.created_at:%Y-%m-%d %H:%M}"
+        return f"{when} {who} {self.action} {self.model_name} v{self.version}"

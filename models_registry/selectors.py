@@ -14,20 +14,25 @@ from .reference_data import reference_suffix, reference_table_read
 from .stages import Stage
 
 
-def registered_model_get(*, name: str) -> RegisteredModel:
-    """The model called ``name``. Raises ModelNotFound."""
-    try:
-        return RegisteredModel.objects.get(name=name)
-    except RegisteredModel.DoesNotExist:
-        raise ModelNotFound(f"No model named {name!r}.") from None
-
-
 def registered_models_list() -> QuerySet[RegisteredModel]:
     """Every model, with its versions (newest first) and aliases prefetched."""
     return RegisteredModel.objects.prefetch_related(
-        Prefetch("versions", queryset=ModelVersion.objects.order_by("-created_at", "-id")),
+        Prefetch(
+            "versions",
+            queryset=ModelVersion.objects.select_related("created_by")
+            .prefetch_related("aliases")
+            .order_by("-created_at", "-id"),
+        ),
         Prefetch("aliases", queryset=ModelAlias.objects.select_related("version")),
     )
+
+
+def registered_model_get(*, name: str) -> RegisteredModel:
+    """The model called ``name``, prefetched like registered_models_list. Raises ModelNotFound."""
+    found = registered_models_list().filter(name=name).first()
+    if found is None:
+        raise ModelNotFound(f"No model named {name!r}.")
+    return found
 
 
 def model_version_get(*, model_name: str, version: str) -> ModelVersion:

@@ -203,6 +203,25 @@ def _delete_files_on_commit(names: list[str], folders: Sequence[str] = ()) -> No
     transaction.on_commit(delete)
 
 
+# --- locking --------------------------------------------------------------------------------
+
+
+def _locked(version: ModelVersion) -> ModelVersion:
+    """Lock the version's model row and re-read the version under that lock.
+
+    Every write to a model's versions takes this one lock first, so concurrent moves
+    serialize and each sees the previous one's result. Returns the fresh version with
+    ``.model`` set to the locked row. Raises ModelVersionNotFound if it was deleted.
+    """
+    try:
+        model = RegisteredModel.objects.select_for_update().get(pk=version.model_id)
+        current = ModelVersion.objects.get(pk=version.pk)
+    except (RegisteredModel.DoesNotExist, ModelVersion.DoesNotExist):
+        raise ModelVersionNotFound(f"Version {version.version} no longer exists.") from None
+    current.model = model
+    return current
+
+
 # --- uploads --------------------------------------------------------------------------------
 
 
@@ -417,9 +436,7 @@ def _stage_move(
 
 def _production_demote(model: RegisteredModel, *, actor: Actor, replaced_by: str) -> None:
     """Move the current production version out of the way (caller holds the model lock)."""
-    current = (
-        ModelVersion.objects.select_for_update().filter(model=model, stage=Stage.PRODUCTION).first()
-    )
+    current = ModelVersion.objects.filter(model=model, stage=Stage.PRODUCTION).first()
     if current is not None:
         current.model = model
         _stage_move(
@@ -443,16 +460,8 @@ def model_version_set_stage(
     """
     target = _stage(stage)
     with transaction.atomic():
-        # The model row is the lock every move of this model's versions takes first,
-        # so two promotions serialize and the second sees the first's result.
-        model = RegisteredModel.objects.select_for_update().get(pk=version.model_id)
-        try:
-            current = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        except ModelVersion.DoesNotExist:
-            raise ModelVersionNotFound(
-                f"Version {version.version} of {model.name} no longer exists."
-            ) from None
-        current.model = model
+        current = _locked(version)
+        model = current.model
         if current.stage == target:
             raise StageConflict(
                 f"Version {current.version} of {model.name} is already in {target}.",
@@ -501,7 +510,6 @@ def _alias_assign(
         to_value=version.version,
         details={"alias": alias},
     )
-    _publish_on_commit(model.name, "alias")
     return row
 
 
@@ -516,7 +524,6 @@ def _alias_remove(row: ModelAlias, *, actor: Actor, reason: str = "") -> None:
         details={"alias": row.alias, **({"reason": reason} if reason else {})},
     )
     row.delete()
-    _publish_on_commit(row.model.name, "alias")
 
 
 def model_alias_set(
@@ -531,15 +538,10 @@ def model_alias_set(
     if version.model_id != model.pk:
         raise InvalidInput(f"Version {version.version} does not belong to {model.name}.")
     with transaction.atomic():
-        locked = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-        try:
-            current = ModelVersion.objects.get(pk=version.pk)
-        except ModelVersion.DoesNotExist:
-            raise ModelVersionNotFound(
-                f"Version {version.version} of {model.name} no longer exists."
-            ) from None
-        current.model = locked
-        return _alias_assign(locked, alias, current, actor=actor)
+        current = _locked(version)
+        row = _alias_assign(current.model, alias, current, actor=actor)
+        _publish_on_commit(current.model.name, "alias")
+    return row
 
 
 def model_alias_delete(*, model: RegisteredModel, alias: str, actor: Actor = None) -> None:
@@ -555,6 +557,7 @@ def model_alias_delete(*, model: RegisteredModel, alias: str, actor: Actor = Non
         if row is None:
             raise AliasNotFound(f"{model.name} has no {alias}.")
         _alias_remove(row, actor=actor)
+        _publish_on_commit(model.name, "alias")
 
 
 # --- reference data -------------------------------------------------------------------------------
@@ -572,21 +575,14 @@ def reference_data_attach(
     with tempfile.TemporaryDirectory(prefix="phoenix-reference-") as tmp:
         prepared = _reference_prepare(file, filename, version.feature_names, Path(tmp))
         with _removed_unless_committed() as saved, transaction.atomic():
-            model = RegisteredModel.objects.select_for_update().get(pk=version.model_id)
-            try:
-                current = ModelVersion.objects.get(pk=version.pk)
-            except ModelVersion.DoesNotExist:
-                raise ModelVersionNotFound(
-                    f"Version {version.version} of {model.name} no longer exists."
-                ) from None
-            current.model = model
+            current = _locked(version)
             old_name = current.reference_data.name or ""
             new_name = _reference_store(current, prepared, saved)
             current.save(update_fields=["reference_data", "reference_rows"])
             _reference_audit(current, actor=actor, previous=old_name, filename=filename)
             if old_name and old_name != new_name:
                 _delete_files_on_commit([old_name])
-            _publish_on_commit(model.name, "reference")
+            _publish_on_commit(current.model.name, "reference")
     version.refresh_from_db()
     return version
 
@@ -617,14 +613,8 @@ def model_version_delete(*, version: ModelVersion, actor: Actor = None) -> None:
     ModelVersionNotFound when it is already gone.
     """
     with transaction.atomic():
-        model = RegisteredModel.objects.select_for_update().get(pk=version.model_id)
-        try:
-            current = ModelVersion.objects.get(pk=version.pk)
-        except ModelVersion.DoesNotExist:
-            raise ModelVersionNotFound(
-                f"Version {version.version} of {model.name} no longer exists."
-            ) from None
-        current.model = model
+        current = _locked(version)
+        model = current.model
         if current.stage == Stage.PRODUCTION:
             raise StageConflict(
                 f"Version {current.version} of {model.name} is in production; archive it or "

@@ -178,8 +178,7 @@ class ModelDetailApi(APIView):
     )
     def get(self, request: Request, name: str) -> Response:
         model = selectors.registered_model_get(name=name)
-        models = selectors.registered_models_list().filter(pk=model.pk)
-        return Response(ModelDetailOutputSerializer(models.get()).data)
+        return Response(ModelDetailOutputSerializer(model).data)
 
 
 class ModelVersionDetailApi(APIView):
