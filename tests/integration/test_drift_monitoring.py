@@ -570,3 +570,23 @@ def test_tasks_ack_late_and_retry_transient_errors_with_backoff() -> None:
         assert task.max_retries
     assert OperationalError in check_drift_version.autoretry_for
     assert WebhookDeliveryFailed in deliver_alert_webhook.autoretry_for
+
+
+def test_insufficient_data_check_raises_nothing_and_left_production_is_gone(
+    production: ModelVersion, django_capture_on_commit_callbacks: Any
+) -> None:
+    from models_registry.services import model_version_set_stage
+    from monitoring.tasks import check_drift_version
+
+    _log(production, n=20, seed=112, shift={"income": 3.0})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        outcome = check_drift_version(production.id)
+
+    assert outcome["status"] == "insufficient_data"
+    assert not Alert.objects.exists()
+    assert not RetrainingJob.objects.exists()
+
+    model_version_set_stage(version=production, stage="archived")
+    assert check_drift_version(production.id) == {"status": "gone", "report_id": None}
+    assert DriftReport.objects.count() == 1
