@@ -72,7 +72,9 @@ class OnlineFeature(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["entity_id", "name"], name="one_value_per_entity_feature")
+            models.UniqueConstraint(
+                fields=["entity_id", "name"], name="one_value_per_entity_feature"
+            )
         ]
 
     def __str__(self) -> str:

@@ -1,1 +1,4 @@
-"""Monitoring writes, one module per concern (prediction log, drift reports, retraining, alerts, live pushes)."""
+"""Monitoring writes, one module per concern.
+
+Prediction log, drift reports, retraining, alerts and live pushes each have their own module.
+"""
