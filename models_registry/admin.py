@@ -345,13 +345,8 @@ class ModelVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         )
 
 
-@admin.register(ModelAlias)
-class ModelAliasAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Read-only: aliases move through the version actions, which audit the move."""
-
-    list_display = ("model", "alias", "version", "updated_at")
-    list_filter = ("alias", "model")
-    list_select_related = ("model", "version")
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Rows written only by the registry's services: anyone with access may look."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -363,8 +358,17 @@ class ModelAliasAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return False
 
 
+@admin.register(ModelAlias)
+class ModelAliasAdmin(ReadOnlyAdmin):
+    """Read-only: aliases move through the version actions, which audit the move."""
+
+    list_display = ("model", "alias", "version", "updated_at")
+    list_filter = ("alias", "model")
+    list_select_related = ("model", "version")
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditEventAdmin(ReadOnlyAdmin):
     """The audit log, read-only for everyone."""
 
     list_display = (
@@ -380,12 +384,3 @@ class AuditEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_filter = ("action", "model_name")
     search_fields = ("model_name", "version", "actor_name")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

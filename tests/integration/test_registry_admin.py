@@ -257,3 +257,17 @@ def test_admin_delete_goes_through_the_service(
     assert response.status_code == 200
     assert not ModelVersion.objects.exists()
     assert AuditEvent.objects.filter(action=AuditAction.DELETE, actor_name="ds").exists()
+
+
+def test_audit_log_and_aliases_are_listed_read_only(scientist_client, tiny_onnx_model) -> None:
+    services.model_version_register(model_name="risk", file=tiny_onnx_model, alias="champion")
+
+    audit = scientist_client.get("/admin/models_registry/auditevent/")
+    aliases = scientist_client.get("/admin/models_registry/modelalias/")
+    add_audit = scientist_client.get("/admin/models_registry/auditevent/add/")
+
+    assert audit.status_code == 200
+    assert "risk" in audit.content.decode()
+    assert aliases.status_code == 200
+    assert "champion" in aliases.content.decode()
+    assert add_audit.status_code == 403
