@@ -220,3 +220,15 @@ def test_pipeline_page_lists_event_metrics(credit: Any) -> None:
     html = client_for(user_in("Operators")).get("/pipeline/").content.decode()
     assert "phoenix_events_buffer_depth" in html
     assert "Logged predictions" in html
+
+
+def test_admin_shows_drift_reports_read_only(credit: Any) -> None:
+    admin = client_for(user_in(None, "root", is_superuser=True, is_staff=True))
+    listing = admin.get("/admin/monitoring/driftreport/")
+    assert listing.status_code == 200
+    assert "x1" in listing.content.decode()  # the drifted feature
+    report = DriftReport.objects.get()
+    detail = admin.get(f"/admin/monitoring/driftreport/{report.pk}/change/").content.decode()
+    assert "3.6e-09" in detail
+    assert admin.get("/admin/monitoring/driftreport/add/").status_code == 403
+    assert admin.get("/admin/monitoring/predictionlog/").status_code == 200

@@ -1,0 +1,113 @@
+"""Admin for monitoring data: read-only records of what happened.
+
+Prediction logs, drift reports, alerts and retraining jobs are written by the
+consumer and the Celery jobs; editing them by hand would falsify history, so the
+admin shows them (with filters and links to the dashboards) and never changes them.
+Drift schedules are edited through django-celery-beat's own admin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from monitoring.models import Alert, DriftReport, PendingFeedback, PredictionLog, RetrainingJob
+from monitoring.selectors.dashboards import drift_features
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PredictionLog)
+class PredictionLogAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "model_name",
+        "version",
+        "routed_by",
+        "prediction",
+        "confidence",
+        "latency_ms",
+        "actual",
+    )
+    list_filter = ("model_name", "version", "routed_by")
+    search_fields = ("request_id", "event_id")
+    date_hierarchy = "created_at"
+    # The log grows without bound: no COUNT(*) over it on every page.
+    show_full_result_count = False
+    list_per_page = 50
+
+
+@admin.register(DriftReport)
+class DriftReportAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "model_version", "status", "rows", "drifted", "dashboard")
+    list_filter = ("status", "model_version__model__name")
+    list_select_related = ("model_version", "model_version__model")
+    readonly_fields = ("feature_table",)
+    exclude = ("features",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="drifted features")
+    def drifted(self, report: DriftReport) -> str:
+        return ", ".join(f.name for f in drift_features(report) if f.drift) or "-"
+
+    @admin.display(description="dashboard")
+    def dashboard(self, report: DriftReport) -> SafeString:
+        url = reverse("monitoring:model-detail", args=[report.model_version.model.name])
+        return format_html('<a href="{}">live view</a>', url)
+
+    @admin.display(description="per-feature results")
+    def feature_table(self, report: DriftReport) -> SafeString:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f.name,
+                    f.test,
+                    "-" if f.p_value is None else f"{f.p_value:.3g}",
+                    "-" if f.p_adjusted is None else f"{f.p_adjusted:.3g}",
+                    "-" if f.psi is None else f"{f.psi:.3f}",
+                    "drift" if f.drift else "ok",
+                )
+                for f in drift_features(report)
+            ),
+        )
+        return format_html(
+            "<table><tr><th>feature</th><th>test</th><th>p</th><th>adjusted p</th>"
+            "<th>PSI</th><th></th></tr>{}</table>",
+            rows,
+        )
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "kind", "model_version", "message", "webhook_delivered_at")
+    list_filter = ("kind",)
+    list_select_related = ("model_version", "model_version__model")
+    search_fields = ("message",)
+    date_hierarchy = "created_at"
+
+
+@admin.register(RetrainingJob)
+class RetrainingJobAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "model", "status", "new_version", "finished_at")
+    list_filter = ("status", "model")
+    list_select_related = ("model", "new_version")
+    date_hierarchy = "created_at"
+
+
+@admin.register(PendingFeedback)
+class PendingFeedbackAdmin(ReadOnlyAdmin):
+    list_display = ("request_id", "received_at")
+    search_fields = ("request_id",)
