@@ -21,7 +21,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
-from inference.event_schema import InvalidEvent, PredictionEvent, parse_event
+from inference.event_schema import InvalidEvent, PredictionEvent, parse_event, unpack_message
 from monitoring.models import PendingFeedback, PredictionLog
 from phoenix.exceptions import InvalidInput, NotFound
 
@@ -407,18 +407,30 @@ class PredictionLogConsumer:
         return self.stats
 
     def process(self, messages: list[Any]) -> WriteResult:
-        """Write one polled batch and dead-letter its poison messages (no offset commit)."""
+        """Write one polled batch and dead-letter its poison (no offset commit).
+
+        A message carries a JSON array of events (what the publisher sends) or one
+        event object. A message that is not JSON is dead-lettered whole; an invalid
+        event inside an array is dead-lettered alone, with its index.
+        """
         valid: list[PredictionEvent] = []
-        poison: list[tuple[Any, InvalidEvent]] = []
+        poison: list[tuple[Any, int | None, bytes, InvalidEvent]] = []
         for message in messages:
             self.stats.partitions.add(message.partition)
             try:
-                valid.append(parse_event(message.value))
+                elements, is_array = unpack_message(message.value)
             except InvalidEvent as exc:
-                poison.append((message, exc))
+                poison.append((message, None, message.value or b"", exc))
+                continue
+            for index, element in enumerate(elements):
+                try:
+                    valid.append(parse_event(element))
+                except InvalidEvent as exc:
+                    where = index if is_array else None
+                    poison.append((message, where, orjson.dumps(element), exc))
         result = prediction_log_write_events(events=valid)
-        for message, error in poison:
-            self._dead_letter(message, error)
+        for message, position, payload, error in poison:
+            self._dead_letter(message, position, payload, error)
         if poison:
             # The DLQ must hold them before the offsets move past them.
             self._dlq.flush(timeout=30)
@@ -434,15 +446,17 @@ class PredictionLogConsumer:
             if batch:
                 self._consumer.seek(tp, min(m.offset for m in batch))
 
-    def _dead_letter(self, message: Any, exc: InvalidEvent) -> None:
-        raw: bytes = message.value or b""
+    def _dead_letter(
+        self, message: Any, index: int | None, payload: bytes, exc: InvalidEvent
+    ) -> None:
         body = {
             "reason": exc.reason,
             "kind": exc.kind,
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
-            "payload": raw.decode("utf-8", errors="replace"),
+            "index": index,  # position in the message's event array, None for the message
+            "payload": payload.decode("utf-8", errors="replace"),
         }
         self._dlq.send(
             self.config.dlq_topic,
@@ -453,10 +467,11 @@ class PredictionLogConsumer:
         EVENTS_DEAD_LETTERED.labels(kind=exc.kind).inc()
         self.stats.reasons.append(exc.reason)
         logger.warning(
-            "dead-lettered %s[%s]@%s: %s",
+            "dead-lettered %s[%s]@%s#%s: %s",
             message.topic,
             message.partition,
             message.offset,
+            index,
             exc.reason,
         )
 

@@ -91,6 +91,20 @@ def publish_all(publisher: EventPublisher, events: list[dict[str, Any]], chunk: 
     return slowest
 
 
+def produce_one_per_message(broker: Any, events: list[dict[str, Any]]) -> None:
+    """One event object per message (the consumer reads these as well as arrays)."""
+    from kafka import KafkaProducer
+
+    from inference.event_sinks import topics_ensure
+
+    topics_ensure(bootstrap_servers=broker.bootstrap, topics=[TOPIC, DLQ], partitions=3)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=20)
+    for event in events:
+        producer.send(TOPIC, key=event["model"].encode(), value=orjson.dumps(event))
+    producer.flush(10)
+    producer.close()
+
+
 def stored_ids() -> set[str]:
     return {str(i) for i in PredictionLog.objects.values_list("event_id", flat=True)}
 
@@ -176,9 +190,7 @@ def test_consumer_killed_mid_batch_restarts_with_no_duplicate_and_no_gap(
     kafka_broker: Any, tmp_path: Path
 ) -> None:
     events = make_events(300)
-    publisher = kafka_publisher(kafka_broker, tmp_path)
-    publish_all(publisher, events)
-    publisher.stop()
+    produce_one_per_message(kafka_broker, events)
 
     first = DiesBeforeSecondCommit(
         ConsumerConfig(
@@ -216,30 +228,34 @@ def test_poison_messages_go_to_the_dlq_with_the_reason(kafka_broker: Any) -> Non
     producer.send(TOPIC, value=orjson.dumps(good[0]))
     producer.send(TOPIC, value=b"\x00 this is not json")
     producer.send(TOPIC, value=orjson.dumps({"event_id": str(uuid.uuid4()), "model": "m"}))
-    for event in good[1:]:
+    # An array (as the publisher sends): the bad event goes alone, the good ones are kept.
+    producer.send(TOPIC, value=orjson.dumps([good[1], {**good[2], "created_at": "soon"}]))
+    for event in good[3:]:
         producer.send(TOPIC, value=orjson.dumps(event))
     producer.flush(10)
     producer.close()
 
     stats = consumer_for(kafka_broker, partitions=[0]).run(idle_timeout_s=2)
 
-    assert PredictionLog.objects.count() == 5
-    assert stats.dead_lettered == 2
+    assert stored_ids() == {e["event_id"] for e in good if e is not good[2]}
+    assert stats.dead_lettered == 3
     reader = KafkaConsumer(
         bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest", group_id=None
     )
     reader.assign([TopicPartition(DLQ, 0)])
     dead: list[Any] = []
     deadline = time.monotonic() + 15
-    while len(dead) < 2 and time.monotonic() < deadline:
+    while len(dead) < 3 and time.monotonic() < deadline:
         for batch in reader.poll(timeout_ms=500).values():
             dead.extend(batch)
     reader.close()
     bodies = [orjson.loads(m.value) for m in dead]
-    assert [b["kind"] for b in bodies] == ["not_json", "missing_fields"]
+    assert [b["kind"] for b in bodies] == ["not_json", "missing_fields", "invalid_field"]
     assert "not JSON" in bodies[0]["reason"]
     assert "request_id" in bodies[1]["reason"]
-    assert bodies[0]["offset"] == 1
+    assert "ISO 8601" in bodies[2]["reason"]
+    assert [(b["offset"], b["index"]) for b in bodies] == [(1, None), (2, None), (3, 1)]
+    assert orjson.loads(bodies[2]["payload"])["event_id"] == good[2]["event_id"]
     assert dict(dead[1].headers)["reason"] == bodies[1]["reason"].encode()
 
 
@@ -311,9 +327,7 @@ def test_consumer_lag_is_exported_and_falls_to_zero(kafka_broker: Any, tmp_path:
             CONSUMER_LAG.labels(topic=TOPIC, partition=str(p))._value.get() for p in range(3)
         )
 
-    publisher = kafka_publisher(kafka_broker, tmp_path)
-    publish_all(publisher, make_events(300))
-    publisher.stop()
+    produce_one_per_message(kafka_broker, make_events(300))
 
     consumer_for(kafka_broker, group_id="test-lag", batch_size=50).run(max_batches=2)
     # After one batch of 50: the rest is behind (for the partitions fetched from so far).

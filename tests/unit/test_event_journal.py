@@ -5,10 +5,17 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import orjson
 import pytest
 
 from inference.event_journal import EventJournal
-from inference.event_schema import InvalidEvent, encode_event, parse_event
+from inference.event_schema import (
+    InvalidEvent,
+    encode_event,
+    pack_events,
+    parse_event,
+    unpack_message,
+)
 
 
 def _records(start: int, stop: int) -> list[dict[str, object]]:
@@ -146,3 +153,34 @@ def test_parse_event_names_the_reason_for_a_poison_message(
 
     assert caught.value.kind == kind
     assert reason_part in caught.value.reason
+
+
+def test_pack_events_makes_json_arrays_under_the_size_limit() -> None:
+    encoded = [encode_event(_event()) for _ in range(50)]
+    limit = len(encoded[0]) * 10 + 20
+
+    messages, too_large = pack_events(encoded, max_bytes=limit)
+
+    assert too_large == 0
+    assert len(messages) == 5
+    assert all(len(m) <= limit for m in messages)
+    unpacked = [event for m in messages for event in unpack_message(m)[0]]
+    assert [e["event_id"] for e in unpacked] == [orjson.loads(e)["event_id"] for e in encoded]
+
+
+def test_pack_events_counts_an_event_too_large_for_any_message() -> None:
+    small, huge = encode_event(_event()), encode_event(_event(features={"x": "y" * 5000}))
+
+    messages, too_large = pack_events([small, huge, small], max_bytes=1000)
+
+    assert too_large == 1
+    assert len(unpack_message(messages[0])[0]) == 2
+
+
+def test_unpack_message_takes_an_array_or_one_event() -> None:
+    event = _event()
+
+    assert unpack_message(encode_event([event])) == ([event], True)
+    assert unpack_message(encode_event(event)) == ([event], False)
+    with pytest.raises(InvalidEvent):
+        unpack_message(b"{oops")
