@@ -128,8 +128,8 @@ def tansu_broker() -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--block", type=int, default=250, help="requests per on/off block")
-    parser.add_argument("--blocks", type=int, default=8, help="blocks per mode")
+    parser.add_argument("--block", type=int, default=1000, help="requests per on/off block")
+    parser.add_argument("--blocks", type=int, default=3, help="blocks per mode")
     parser.add_argument("--burst", type=int, default=2000, help="requests in the e2e burst")
     parser.add_argument("--batch-rows", type=int, default=64, help="rows per batch request")
     parser.add_argument("--batch-burst", type=int, default=300, help="batch requests in e2e")
@@ -189,29 +189,35 @@ def main() -> None:
     )
 
     # 2. predict latency, pipeline off vs on
-    for _ in range(300):
-        predict()
-    publisher.flush()
-    samples: dict[str, list[float]] = {"off": [], "on": []}
-    for block in range(args.blocks * 2):
-        mode = "off" if block % 2 == 0 else "on"
-        events_module.publish_prediction_events = (
-            real_publish if mode == "on" else (lambda events: None)
-        )
-        for _ in range(args.block):
-            began = time.perf_counter()
+    def latency_compare(label: str, active: EventPublisher) -> None:
+        """Alternate off/on blocks; each block is longer than the flush interval, so an
+        "on" block pays for its own flushes, and a synchronous (untimed) flush after it
+        keeps its leftovers out of the next "off" block."""
+        for _ in range(300):
             predict()
-            samples[mode].append((time.perf_counter() - began) * 1000)
-    events_module.publish_prediction_events = real_publish
-    off50, on50 = statistics.median(samples["off"]), statistics.median(samples["on"])
-    for mode in ("off", "on"):
-        values = samples[mode]
-        print(
-            f"predict, pipeline {mode:3}: n={len(values)} p50 {statistics.median(values):.3f} ms"
-            f"  p99 {percentile(values, 0.99):.3f} ms"
-        )
-    print(f"logging adds {100 * (on50 - off50) / off50:+.1f}% to p50")
-    publisher.flush()
+        active.flush()
+        samples: dict[str, list[float]] = {"off": [], "on": []}
+        for block in range(args.blocks * 2):
+            mode = "off" if block % 2 == 0 else "on"
+            events_module.publish_prediction_events = (
+                real_publish if mode == "on" else (lambda events: None)
+            )
+            for _ in range(args.block):
+                began = time.perf_counter()
+                predict()
+                samples[mode].append((time.perf_counter() - began) * 1000)
+            active.flush()
+        events_module.publish_prediction_events = real_publish
+        off50, on50 = statistics.median(samples["off"]), statistics.median(samples["on"])
+        for mode in ("off", "on"):
+            values = samples[mode]
+            print(
+                f"predict [{label}], pipeline {mode:3}: n={len(values)} "
+                f"p50 {statistics.median(values):.3f} ms  p99 {percentile(values, 0.99):.3f} ms"
+            )
+        print(f"predict [{label}]: logging adds {100 * (on50 - off50) / off50:+.1f}% to p50")
+
+    latency_compare("database backend", publisher)
 
     # 3. end to end: predict burst -> rows in the database
     def e2e(label: str, burst: int, rows: int) -> None:
@@ -271,6 +277,7 @@ def main() -> None:
             while rows_logged() == before and time.monotonic() < deadline:
                 time.sleep(0.05)
             e2e_both("kafka (tansu) + consume_events")
+            latency_compare("kafka backend, consumer running", kafka_publisher)
             consumer.stop()
             thread.join(10)
             kafka_publisher.stop()
