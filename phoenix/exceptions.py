@@ -126,8 +126,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     wait = getattr(exc, "wait", None)  # set by DRF's Throttled
     if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
         headers["Retry-After"] = str(int(wait))
-    if isinstance(exc, drf_exceptions.NotAuthenticated | drf_exceptions.AuthenticationFailed):
-        headers["WWW-Authenticate"] = 'Bearer realm="phoenix"'
+    # DRF sets the challenge of the view's first authenticator (Bearer, Basic, ...).
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = str(auth_header)
     return Response(error_body(code, message, details), status=status, headers=headers)
 
 
