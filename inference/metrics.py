@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 UNKNOWN = "unknown"
@@ -87,10 +88,29 @@ def compute_observed(*, model: str, version: str, seconds: float, rows: int) -> 
     _child(ROWS, model, version).inc(rows)
 
 
+def observe_many(child: Any, values: list[float]) -> None:
+    """``child.observe(v)`` for each value, in one pass for a batch.
+
+    A 256-row request would otherwise make 256 observe calls (~0.6 ms). The buckets are
+    counted with numpy and added once each; the result is the same series. Falls back
+    to plain observe() if prometheus_client's histogram internals ever change.
+    """
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    total = getattr(child, "_sum", None)
+    if len(values) < 8 or bounds is None or buckets is None or total is None:
+        for value in values:
+            child.observe(value)
+        return
+    # Histogram.observe puts a value in the first bucket whose bound is >= it.
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    total.inc(float(np.sum(values)))
+    for index in np.flatnonzero(counts):
+        buckets[index].inc(int(counts[index]))
+
+
 def confidence_observed(*, model: str, version: str, values: list[float]) -> None:
-    child = _child(CONFIDENCE, model, version)
-    for value in values:
-        child.observe(value)
+    observe_many(_child(CONFIDENCE, model, version), values)
 
 
 def feature_store_fallback(*, backend: str) -> None:

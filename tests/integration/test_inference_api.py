@@ -374,3 +374,11 @@ def test_metrics_count_requests_with_bounded_labels(
     assert f"phoenix_model_loaded{{{loaded}}} 1.0" in text
     assert "phoenix_prediction_confidence_bucket" in text
     assert "phoenix_inference_model_seconds_bucket" in text
+
+
+def test_event_ids_are_distinct_version_4_uuids() -> None:
+    import uuid
+
+    ids = services._new_ids(1000) + services._new_ids(1000)
+    assert len(set(ids)) == 2000
+    assert {uuid.UUID(i).version for i in ids} == {4}
