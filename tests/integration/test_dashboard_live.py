@@ -203,7 +203,17 @@ async def drain(comm: WebsocketCommunicator, settle: float = 0.3) -> list[Any]:
     return messages
 
 
-def test_operators_group_exists_after_migrations(db: None) -> None:
+def test_operators_group_migration_grants_watching_not_staging(db: None) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    # Run the data migration's function itself: with --reuse-db, a flush by an earlier
+    # transactional test may have removed what the migration created.
+    migration = importlib.import_module("monitoring.migrations.0003_operators_group")
+    Group.objects.filter(name="Operators").delete()
+    migration.create_group(apps, None)
+    migration.create_group(apps, None)  # idempotent
     group = Group.objects.get(name="Operators")
     codenames = set(group.permissions.values_list("codename", flat=True))
     assert {"view_driftreport", "view_modelversion", "change_routingpolicy"} <= codenames
