@@ -202,11 +202,15 @@ class DatabaseSink:
         if not events:
             return
         try:
-            prediction_log_write_events(events=events)
+            result = prediction_log_write_events(events=events)
         except DatabaseError as exc:
             # Drop a broken connection so the next attempt opens a fresh one.
             close_old_connections()
             raise SinkUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        if result.invalid or result.rejected:
+            # Retrying cannot help these; they are logged with the reason by the service.
+            EVENTS_DROPPED.labels(reason="invalid").inc(result.invalid)
+            EVENTS_DROPPED.labels(reason="rejected_by_database").inc(len(result.rejected))
 
     def close(self) -> None:
         from django.db import connection

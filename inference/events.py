@@ -228,8 +228,11 @@ class EventPublisher:
             return
         try:
             self.sink.send(batch)
-        except SinkUnavailable as exc:
-            self._mark_unhealthy(str(exc))
+        except Exception as exc:
+            # SinkUnavailable, or a bug: either way the batch is kept, never lost.
+            if not isinstance(exc, SinkUnavailable):
+                logger.exception("event sink %s failed unexpectedly", self.sink.name)
+            self._mark_unhealthy(f"{type(exc).__name__}: {exc}")
             self._spill(batch, reason="backend_unavailable")
             return
         EVENTS_PUBLISHED.labels(backend=self.sink.name).inc(len(batch))
@@ -251,13 +254,12 @@ class EventPublisher:
         self._journal_dirty = False
         try:
             result = self.journal.replay(send, batch_size=self.config.batch_size)
-        except SinkUnavailable as exc:
+        except Exception as exc:
+            if not isinstance(exc, SinkUnavailable):
+                logger.exception("journal replay failed unexpectedly")
             self._journal_dirty = True
-            self._mark_unhealthy(str(exc))
+            self._mark_unhealthy(f"{type(exc).__name__}: {exc}")
             return
-        except Exception:
-            self._journal_dirty = True
-            raise
         finally:
             EVENTS_JOURNAL_BYTES.set(self.journal.size_bytes())
         if result.corrupt_lines:

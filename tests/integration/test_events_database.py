@@ -131,3 +131,17 @@ def test_rows_keep_every_field_and_null_stays_null() -> None:
     assert full.created_at.isoformat() == events[0]["created_at"]
     assert PredictionLog.objects.filter(probabilities__isnull=True).count() == 1
     assert PredictionLog.objects.filter(confidence__isnull=True).count() == 1
+
+
+def test_an_event_postgresql_refuses_is_set_aside_and_the_rest_written(
+    postgres_db: None,
+) -> None:
+    events = make_events(9)
+    events[4]["features"] = {"note": "nul \u0000 inside"}  # jsonb cannot store U+0000
+
+    result = prediction_log_write_events(events=events)
+
+    assert result.inserted == 8
+    assert [str(event.event_id) for event, _ in result.rejected] == [events[4]["event_id"]]
+    assert "database rejected" in result.rejected[0][1]
+    assert PredictionLog.objects.count() == 8

@@ -386,3 +386,33 @@ def test_consume_events_process_stops_cleanly_on_sigterm(
     assert process.returncode == 0, output.decode()
     assert "100 inserted" in output.decode()
     assert PredictionLog.objects.count() == 100
+
+
+@pytest.mark.timeout(60)
+def test_an_event_the_database_refuses_goes_to_the_dlq_and_the_rest_is_written(
+    kafka_broker: Any, postgres_db: None
+) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+
+    events = make_events(6)
+    events[2]["features"] = {"note": "nul \u0000 inside"}  # PostgreSQL jsonb refuses U+0000
+    produce_one_per_message(kafka_broker, events)
+
+    stats = consumer_for(kafka_broker).run(idle_timeout_s=2)
+
+    assert stats.inserted == 5
+    assert stats.dead_lettered == 1
+    assert stored_ids() == {e["event_id"] for e in events} - {events[2]["event_id"]}
+    reader = KafkaConsumer(
+        bootstrap_servers=kafka_broker.bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    reader.assign([TopicPartition(DLQ, p) for p in range(3)])
+    dead: list[Any] = []
+    deadline = time.monotonic() + 15
+    while not dead and time.monotonic() < deadline:
+        for batch in reader.poll(timeout_ms=500).values():
+            dead.extend(batch)
+    reader.close()
+    body = orjson.loads(dead[0].value)
+    assert body["kind"] == "rejected"
+    assert orjson.loads(body["payload"])["event_id"] == events[2]["event_id"]

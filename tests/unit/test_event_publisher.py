@@ -163,3 +163,24 @@ def test_stop_flushes_what_is_buffered(tmp_path: Path) -> None:
     publisher.stop()
 
     assert _numbers(sink) == list(range(7))
+
+
+def test_an_unexpected_sink_error_keeps_the_batch(tmp_path: Path) -> None:
+    class FlakySink(MemorySink):
+        failures = 1
+
+        def send(self, items: list[Item]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise RuntimeError("a bug, not an outage")
+            super().send(items)
+
+    sink = FlakySink()
+    publisher = EventPublisher(_config(tmp_path), sink=sink)
+    try:
+        publisher.publish(_items(0, 20))
+
+        assert _wait_for(lambda: len(sink.received) == 20)
+        assert _numbers(sink) == list(range(20))
+    finally:
+        publisher.stop()
