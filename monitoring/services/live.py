@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from prometheus_client import REGISTRY, CollectorRegistry
 
@@ -328,6 +329,90 @@ def _snapshot(now: _RawReading, before: _RawReading | None) -> dict[str, Any]:
     }
 
 
+def _event_message(kind: str, payload: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The groups an event goes to and the channel-layer message that carries it."""
+    event = {"kind": kind, "at": datetime.now(tz=UTC).isoformat(), **payload}
+    groups = [DASHBOARD_GROUP]
+    model = payload.get("model")
+    if isinstance(model, str) and (group := model_group(model)) is not None:
+        groups.append(group)
+    return groups, {"type": "dashboard.event", "event": event}
+
+
+# Events of stored rows (drift reports, alerts) already delivered in this process, so
+# the database poll below does not show them twice. Bounded: only recent rows matter.
+_delivered: deque[tuple[str, int]] = deque(maxlen=1000)
+
+
+def _row_key(kind: str, payload: dict[str, Any]) -> tuple[str, int] | None:
+    row_id = payload.get("report_id", payload.get("alert_id"))
+    return (kind, row_id) if isinstance(row_id, int) else None
+
+
+class StoredEventPoller:
+    """Finds drift reports and rollback alerts that other processes stored.
+
+    Only for the in-memory channel layer (the embedded default): there, a push from the
+    Celery worker process cannot reach this process's websockets, so the broadcaster
+    asks the database once a tick (two indexed queries per process, not per client).
+    With Redis the push itself crosses processes and this is not used.
+    """
+
+    def __init__(self) -> None:
+        self.last_drift_id: int | None = None
+        self.last_alert_id: int | None = None
+
+    def poll(self) -> list[tuple[str, dict[str, Any]]]:
+        from django.db.models import Max
+
+        from monitoring.models import Alert, AlertKind, DriftReport
+        from monitoring.services.drift_reports import drift_event
+
+        if self.last_drift_id is None or self.last_alert_id is None:
+            # What happened before anyone watched is on the pages already.
+            self.last_drift_id = DriftReport.objects.aggregate(m=Max("id"))["m"] or 0
+            self.last_alert_id = Alert.objects.aggregate(m=Max("id"))["m"] or 0
+            return []
+        events: list[tuple[str, dict[str, Any]]] = []
+        reports = (
+            DriftReport.objects.filter(id__gt=self.last_drift_id)
+            .select_related("model_version", "model_version__model")
+            .order_by("id")[:50]
+        )
+        for report in reports:
+            self.last_drift_id = report.id
+            if ("drift", report.id) not in _delivered:
+                payload = drift_event(report)
+                for bulky in ("features", "type"):
+                    payload.pop(bulky, None)
+                events.append(("drift", payload))
+        alerts = (
+            Alert.objects.filter(id__gt=self.last_alert_id)
+            .select_related("model_version", "model_version__model")
+            .order_by("id")[:50]
+        )
+        for alert in alerts:
+            self.last_alert_id = alert.id
+            if alert.kind != AlertKind.ROLLBACK or ("rollback", alert.id) in _delivered:
+                continue
+            version = alert.model_version
+            events.append(
+                (
+                    "rollback",
+                    {
+                        "alert_id": alert.id,
+                        "model": version.model.name if version else "",
+                        "version": version.version if version else "",
+                        "message": alert.message,
+                    },
+                )
+            )
+        for kind, payload in events:
+            if (key := _row_key(kind, payload)) is not None:
+                _delivered.append(key)
+        return events
+
+
 class SnapshotBroadcaster:
     """The one task per process that samples and broadcasts while clients are connected."""
 
@@ -341,6 +426,7 @@ class SnapshotBroadcaster:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.Event | None = None
+        self.poller = StoredEventPoller()
 
     async def client_joined(self) -> None:
         loop = asyncio.get_running_loop()
@@ -352,6 +438,8 @@ class SnapshotBroadcaster:
         if self._task is None or self._task.done() or self.loop is not loop:
             self.loop = loop
             self._idle = asyncio.Event()
+            # Rows stored while nobody watched are on the pages a client just loaded.
+            self.poller = StoredEventPoller()
             self._task = loop.create_task(self._run(self._idle), name="dashboard-snapshots")
         elif self._idle is not None:
             self._idle.clear()  # back from zero clients before the task noticed
@@ -380,6 +468,12 @@ class SnapshotBroadcaster:
             except Exception:
                 # A bad tick must not end the feed for every client.
                 logger.exception("dashboard snapshot failed")
+            if isinstance(layer, InMemoryChannelLayer):
+                try:
+                    for kind, payload in await database_sync_to_async(self.poller.poll)():
+                        await _group_send_all(layer, *_event_message(kind, payload))
+                except Exception:
+                    logger.exception("dashboard event poll failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     idle.wait(), max(0.0, self.interval_s - (loop.time() - started))
@@ -410,12 +504,11 @@ def dashboard_event_push(kind: str, payload: dict[str, Any]) -> None:
         layer = get_channel_layer()
         if layer is None:
             return
-        event = {"kind": kind, "at": datetime.now(tz=UTC).isoformat(), **payload}
-        message = {"type": "dashboard.event", "event": event}
-        groups = [DASHBOARD_GROUP]
-        model = payload.get("model")
-        if isinstance(model, str) and (group := model_group(model)) is not None:
-            groups.append(group)
+        groups, message = _event_message(kind, payload)
+        key = _row_key(kind, payload)
+        in_memory = isinstance(layer, InMemoryChannelLayer)
+        if in_memory and key is not None and key in _delivered:
+            return  # this process's poll already showed the stored row
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -425,16 +518,22 @@ def dashboard_event_push(kind: str, payload: dict[str, Any]) -> None:
             task = running.create_task(_group_send_all(layer, groups, message))
             _pending.add(task)
             task.add_done_callback(_pending.discard)
-        elif isinstance(layer, InMemoryChannelLayer):
+            if in_memory and key is not None:
+                _delivered.append(key)
+        elif in_memory:
             # The in-memory layer's queues belong to the loop its consumers run on;
             # waking them from another loop is not thread-safe, so hand it over.
             loop = broadcaster.loop
             if loop is None or loop.is_closed() or not loop.is_running():
-                return  # no consumer in this process: nobody to tell
+                # No consumer in this process. A stored row (drift report, alert) still
+                # reaches the web process's pages through its StoredEventPoller.
+                return
             future: Future[None] = asyncio.run_coroutine_threadsafe(
                 _group_send_all(layer, groups, message), loop
             )
             future.result(timeout=5)
+            if key is not None:
+                _delivered.append(key)
         else:
             async_to_sync(_group_send_all)(layer, groups, message)
     except Exception:

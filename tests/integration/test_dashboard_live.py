@@ -431,3 +431,57 @@ def test_redis_channel_layer_fans_out_events(redis_url: str, operator: User) -> 
             async_to_sync(scenario)()
         finally:
             channel_layers.backends.clear()
+
+
+def drift_report(version: Any) -> Any:
+    from django.utils import timezone
+
+    from monitoring.models import DriftReport
+
+    now = timezone.now()
+    return DriftReport.objects.create(
+        model_version=version,
+        window_start=now,
+        window_end=now,
+        rows=300,
+        status="drift",
+        alpha=0.05,
+        correction="bh",
+        features={"x1": {"test": "ks", "p_value": 1e-6, "p_adjusted": 3e-6, "drift": True}},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reports_stored_by_another_process_reach_in_memory_dashboards_once(
+    fast_ticks: Any, tmp_path: Any, settings: Any
+) -> None:
+    """Embedded default: the drift job runs in the Celery worker process, whose push
+    cannot reach this process's sockets; the stored report is found and shown once."""
+    from tests.inference_support import onnx_classifier, register
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    version = register("credit", onnx_classifier(tmp_path / "m.onnx"))
+    user = User.objects.create_superuser("root", password="pw-root-1")
+    drift_report(version)  # before anyone watched: not an event
+
+    async def scenario() -> None:
+        page = communicator(DashboardConsumer, "/ws/dashboard/", user)
+        assert (await page.connect())[0]
+        await asyncio.sleep(0.2)  # the poller takes its bearings
+        # Written by "another process": no push reaches this process.
+        report = await asyncio.get_running_loop().run_in_executor(None, drift_report, version)
+        event = await receive_until(page, "event")
+        assert event["kind"] == "drift"
+        assert event["report_id"] == report.id
+        assert event["drifted_features"] == ["x1"]
+        # Pushed too (the drift job ran in this process): still shown once.
+        await asyncio.get_running_loop().run_in_executor(
+            None,
+            live.dashboard_event_push,
+            "drift",
+            {"model": "credit", "report_id": report.id, "status": "drift"},
+        )
+        assert [m for m in await drain(page) if m["type"] == "event"] == []
+        await page.disconnect()
+
+    async_to_sync(scenario)()
