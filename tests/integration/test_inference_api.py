@@ -382,3 +382,35 @@ def test_event_ids_are_distinct_version_4_uuids() -> None:
     ids = services._new_ids(1000) + services._new_ids(1000)
     assert len(set(ids)) == 2000
     assert {uuid.UUID(i).version for i in ids} == {4}
+
+
+def test_archived_version_cannot_be_pinned(
+    api: APIClient, champion: Any, model_files: dict[str, Path]
+) -> None:
+    from models_registry.services import model_version_set_stage
+
+    old = register("credit", model_files["b"], stage="staging")
+    model_version_set_stage(version=old, stage="archived")
+
+    response = predict(api, {"features": ROW, "version": old.version})
+
+    assert response.status_code == 404
+    assert "archived" in response.json()["error"]["message"]
+
+
+def test_unloadable_model_file_is_503_and_not_ready(
+    api: APIClient, champion: Any, client: Any
+) -> None:
+    Path(champion.file.path).write_bytes(b"not an onnx model")
+
+    response = predict(api, {"features": ROW})
+
+    assert response.status_code == 503
+    version = champion.version
+    assert response.json()["error"]["details"] == {"model": "credit", "version": version}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    component = ready.json()["components"][f"model:credit:{version}"]
+    assert component["status"] == "fail"
+    # The load error itself, so an operator sees why.
+    assert component["error"].startswith(("InvalidProtobuf", "Fail", "RuntimeException"))
