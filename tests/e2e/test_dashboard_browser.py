@@ -257,6 +257,14 @@ def test_overview_updates_live_when_predictions_arrive(
     page.wait_for_timeout(1200)
     screenshot(page, "model.png")
 
+    # The stage button posts the form (with its CSRF token) and the page says what moved.
+    page.click('#versions-table tr[data-version="2"] button[data-target="production"]')
+    page.wait_for_selector(".message.success")
+    assert "v2 is now in production" in (page.text_content(".messages") or "")
+    assert page.text_content('#versions-table tr[data-version="1"] [data-field="stage"]') == (
+        "archived"
+    )
+
 
 def test_socket_reconnects_after_the_server_closes_it(
     asgi_server: LiveServer, served: dict[str, Any], browser_page: Any
