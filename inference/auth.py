@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -108,3 +109,19 @@ class ApiKeyAuthentication(BaseAuthentication):
 class HasApiKey(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         return isinstance(request.user, ApiKeyPrincipal)
+
+
+class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """OpenAPI: either header carries the key."""
+
+    target_class = "inference.auth.ApiKeyAuthentication"
+    name = ["bearerAuth", "apiKeyAuth"]
+
+    def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[Any]]]:
+        return [{"bearerAuth": []}, {"apiKeyAuth": []}]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
+        return [
+            {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+            {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        ]
