@@ -619,8 +619,16 @@ def tensor_infer(
                 details={"rows": len(first), "limit": settings.PHOENIX_PREDICT_MAX_ROWS},
             )
         rows: list[dict[str, Any]] = []
-        if layout is not None and layout.mode == "matrix":
-            matrix = feeds[layout.inputs[0].name]
+        if layout is not None:
+            # The logged features, named, whichever way the tensors came in.
+            try:
+                matrix = (
+                    feeds[layout.inputs[0].name]
+                    if layout.mode == "matrix"
+                    else np.column_stack([feeds[spec.name].reshape(-1) for spec in layout.inputs])
+                )
+            except ValueError:  # ragged columns: the model refuses them, with a 422
+                matrix = np.empty((0, 0))
             if matrix.ndim == 2 and matrix.shape[1] == len(layout.feature_names):
                 rows = [dict(zip(layout.feature_names, r, strict=True)) for r in matrix.tolist()]
         return feeds, rows

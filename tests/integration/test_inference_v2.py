@@ -184,3 +184,24 @@ def test_body_over_upload_limit_is_413(client: Any, key: str, settings: Any) -> 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     response = infer(client, key, {"inputs": [tensor("FP32", [[1.0, 2.0, 3.0]] * 20)]})
     assert response.status_code == 413
+
+
+def test_infer_logs_named_features_per_row(
+    client: Any, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inference.events
+
+    recorded: list[dict[str, Any]] = []
+    monkeypatch.setattr(inference.events, "publish_prediction_events", recorded.extend)
+    columns = [
+        {"name": name, "datatype": "FP64", "shape": [2], "data": [row[j] for row in ROWS]}
+        for j, name in enumerate(["x1", "x2", "x3"])
+    ]
+
+    response = infer(client, key, {"inputs": columns})
+
+    assert response.status_code == 200, response.content
+    assert [e["features"] for e in recorded] == [
+        dict(zip(["x1", "x2", "x3"], r, strict=True)) for r in ROWS
+    ]
+    assert [e["row_index"] for e in recorded] == [0, 1]
