@@ -154,6 +154,8 @@ def _write_batch(events: list[PredictionEvent]) -> tuple[int, int]:
     with transaction.atomic():
         if connection.vendor == "postgresql":
             inserted = _insert_postgresql(events)
+        elif connection.vendor == "sqlite":
+            inserted = _insert_sqlite(events)
         else:
             inserted = _insert_orm({e.event_id: e for e in events})
         applied = 0
@@ -173,6 +175,46 @@ def _insert_orm(parsed: dict[Any, PredictionEvent]) -> int:
     # the SELECT above and this INSERT.
     PredictionLog.objects.bulk_create(new_rows, ignore_conflicts=True)
     return len(new_rows)
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+
+
+def _insert_sqlite(events: list[PredictionEvent]) -> int:
+    """``INSERT OR IGNORE`` through one ``executemany`` (the embedded default).
+
+    Values are stored as Django stores them on SQLite (uuid as 32 hex digits, JSON as
+    text, datetimes through the backend's own adapter), without the ORM's per-row
+    SQL compilation. Returns how many rows were new.
+    """
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    rows = [
+        (
+            e.event_id.hex,
+            e.request_id,
+            e.row_index,
+            e.model,
+            e.version,
+            e.routed_by,
+            _json_text(e.features),
+            _json_text(e.prediction),
+            _json_text(e.probabilities),
+            e.confidence,
+            e.latency_ms,
+            adapt_datetime(e.created_at),
+        )
+        for e in events
+    ]
+    table = connection.ops.quote_name(PredictionLog._meta.db_table)
+    names = ", ".join(name for name, _ in _PG_COLUMNS)
+    placeholders = ", ".join("%s" for _ in _PG_COLUMNS)
+    sql = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({placeholders})"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+        return max(int(cursor.rowcount), 0)
 
 
 _PG_COLUMNS: tuple[tuple[str, str], ...] = (
