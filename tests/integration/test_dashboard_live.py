@@ -451,9 +451,18 @@ def drift_report(version: Any) -> Any:
     )
 
 
+@pytest.fixture
+def in_memory_layer(settings: Any) -> Iterator[None]:
+    """The embedded default's channel layer, whatever REDIS_URL says."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_reports_stored_by_another_process_reach_in_memory_dashboards_once(
-    fast_ticks: Any, tmp_path: Any, settings: Any
+    in_memory_layer: None, fast_ticks: Any, tmp_path: Any, settings: Any
 ) -> None:
     """Embedded default: the drift job runs in the Celery worker process, whose push
     cannot reach this process's sockets; the stored report is found and shown once."""
