@@ -41,12 +41,13 @@ def dashboard_page(view: View) -> View:
 @require_GET
 @dashboard_page
 def overview(request: HttpRequest) -> HttpResponse:
+    served = selectors.served_models_list()
     return render(
         request,
         "monitoring/overview.html",
         {
-            "served": selectors.served_models_list(),
-            "drift_counts": selectors.drift_status_counts(),
+            "served": served,
+            "drift_counts": selectors.drift_status_counts(served_models=served),
             "ws_path": "/ws/dashboard/",
         },
     )

@@ -307,10 +307,10 @@ def prediction_log_stats(*, window: timedelta = timedelta(minutes=5)) -> dict[st
     }
 
 
-def drift_status_counts() -> dict[str, int]:
+def drift_status_counts(*, served_models: list[ServedModel]) -> dict[str, int]:
     """Latest report status per served model, counted (for the overview's header)."""
     counts = {status.value: 0 for status in DriftStatus}
-    for served in served_models_list():
+    for served in served_models:
         if served.latest_drift is not None:
             counts[served.latest_drift.status] = counts.get(served.latest_drift.status, 0) + 1
     return counts
