@@ -399,11 +399,17 @@ def test_archived_version_cannot_be_pinned(
 
 
 def test_unloadable_model_file_is_503_and_not_ready(
-    api: APIClient, champion: Any, client: Any
+    api: APIClient, client: Any, tmp_path: Path
 ) -> None:
-    Path(champion.file.path).write_bytes(b"not an onnx model")
-
-    response = predict(api, {"features": ROW})
+    # A model of its own (its own content-addressed file), restored afterwards.
+    champion = register("credit", onnx_classifier(tmp_path / "own.onnx", seed=99))
+    stored = Path(champion.file.path)
+    original = stored.read_bytes()
+    stored.write_bytes(b"not an onnx model")
+    try:
+        response = predict(api, {"features": ROW})
+    finally:
+        stored.write_bytes(original)
 
     assert response.status_code == 503
     version = champion.version
