@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
 
@@ -25,3 +26,14 @@ def _ensure_filesystem_broker_folders() -> None:
 @app.on_after_configure.connect
 def _on_after_configure(sender: Celery, **kwargs: object) -> None:
     _ensure_filesystem_broker_folders()
+
+
+@worker_ready.connect
+def _start_metrics_exporter(**kwargs: object) -> None:
+    # A worker has no web server: with PHOENIX_METRICS_PORT set it serves /metrics itself,
+    # so Prometheus sees drift and retraining metrics (deploy/prometheus/prometheus.yml).
+    port = int(os.environ.get("PHOENIX_METRICS_PORT", "0"))
+    if port:
+        from monitoring.services.live import metrics_exporter_start
+
+        metrics_exporter_start(port=port)
