@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -22,16 +20,6 @@ from monitoring.services.prediction_log import prediction_feedback_record
 from phoenix.exceptions import NotFound
 
 
-class _AnyJSONField(serializers.Field):  # type: ignore[type-arg]
-    """Ground truth may be any JSON value: a label, a number, a list (one per row)."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        return data
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
 class PredictionFeedbackView(APIView):
     # Session first: the API key authenticator refuses a request without a key,
     # which would stop DRF before it tried the session.
@@ -39,7 +27,8 @@ class PredictionFeedbackView(APIView):
     permission_classes = [IsAuthenticated]
 
     class InputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-        actual = _AnyJSONField(allow_null=False)
+        # Any JSON value: a label, a number, or a list with one value per row.
+        actual = serializers.JSONField()
 
     class OutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
         request_id = serializers.CharField()

@@ -243,3 +243,13 @@ def test_with_kafka_feedback_is_also_published_to_feedback_events(
     assert [(t, e["request_id"], e["actual"]) for t, e in kafka_publisher.received] == [
         ("feedback-events", request_id, 1)
     ]
+
+
+def test_null_actual_is_a_400(staff_client: Client) -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+
+    response = _post(staff_client, events[0]["request_id"], {"actual": None})
+
+    assert response.status_code == 400
+    assert PredictionLog.objects.get(request_id=events[0]["request_id"]).actual is None
