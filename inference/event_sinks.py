@@ -213,6 +213,9 @@ class DatabaseSink:
             EVENTS_DROPPED.labels(reason="rejected_by_database").inc(len(result.rejected))
 
     def close(self) -> None:
+        """Close this thread's database connection (the flusher's, when it exits)."""
         from django.db import connection
 
-        connection.close()
+        # Never inside a transaction: that would be the caller's, not ours.
+        if not connection.in_atomic_block:
+            connection.close()

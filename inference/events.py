@@ -185,6 +185,11 @@ class EventPublisher:
         try:
             self.flush()
         finally:
+            # The final flush may have reopened what the thread closed (a producer).
+            try:
+                self.sink.close()
+            except Exception:
+                logger.debug("sink close failed", exc_info=True)
             self.journal.close()
 
     @property
