@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from phoenix.exceptions import InvalidInput
+from phoenix.renderers import ORJSONRenderer
 
 from ..auth import ApiKeyAuthentication, HasApiKey
 from ..services import Prediction, prediction_create
@@ -63,9 +67,22 @@ def prediction_body(prediction: Prediction) -> dict[str, Any]:
     return body
 
 
+class JSONOnlyNegotiation(DefaultContentNegotiation):
+    """The predict API answers JSON whatever the Accept header says: parsing Accept
+    costs more per request than scoring a small model."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
 class PredictView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
+    renderer_classes = [ORJSONRenderer]
+    content_negotiation_class = JSONOnlyNegotiation
 
     class InputSerializer(serializers.Serializer[Any]):
         entity_id = serializers.CharField(required=False, max_length=128)

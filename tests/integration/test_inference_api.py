@@ -420,3 +420,12 @@ def test_unloadable_model_file_is_503_and_not_ready(
     assert component["status"] == "fail"
     # The load error itself, so an operator sees why.
     assert component["error"].startswith(("InvalidProtobuf", "Fail", "RuntimeException"))
+
+
+def test_answers_json_whatever_the_accept_header(api: APIClient, champion: Any) -> None:
+    response = api.post(
+        "/api/v1/models/credit/predict", {"features": ROW}, format="json", HTTP_ACCEPT="text/html"
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["model"] == "credit"
