@@ -14,12 +14,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import DatabaseError
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from phoenix.exceptions import Forbidden, Unauthenticated
+from phoenix.exceptions import DependencyUnavailable, Forbidden, Unauthenticated
 
 from .selectors import ApiKeyPrincipal, api_key_principal_get
 
@@ -74,7 +75,12 @@ def api_key_authenticate(*, key: str | None) -> ApiKeyPrincipal:
         principal = cached[0]
     else:
         generation = _generation
-        principal = api_key_principal_get(key_hash=digest)
+        try:
+            principal = api_key_principal_get(key_hash=digest)
+        except DatabaseError as exc:
+            raise DependencyUnavailable(
+                "API keys cannot be checked right now.", details={}
+            ) from exc
         with _lock:
             # A change that cleared the cache during our query makes our answer stale.
             if generation == _generation:

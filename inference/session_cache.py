@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
 from phoenix.exceptions import DependencyUnavailable
 from phoenix.health import ComponentStatus, register_check
@@ -55,9 +55,18 @@ class SessionCache:
         return self._sessions.get(sha256)
 
     def plans(self) -> dict[str, ModelServing]:
+        """The serving plans, read from the registry on first use.
+
+        Raises DependencyUnavailable (503) when the registry's database cannot be read.
+        """
         plans = self._plans
         if plans is None:
-            self.refresh(reason="first request")
+            try:
+                self.refresh(reason="first request")
+            except DatabaseError as exc:
+                raise DependencyUnavailable(
+                    "The model registry cannot be read right now.", details={}
+                ) from exc
             plans = self._plans or {}
         return plans
 

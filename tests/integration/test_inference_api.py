@@ -429,3 +429,27 @@ def test_answers_json_whatever_the_accept_header(api: APIClient, champion: Any) 
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
     assert response.json()["model"] == "credit"
+
+
+def test_unreachable_database_is_503_not_500(
+    champion: Any, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from inference import auth
+    from inference import session_cache as cache_module
+
+    def down(**_: Any) -> Any:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(cache_module, "serving_plans_read", lambda: down())
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=key)
+    cold_registry = predict(client, {"features": ROW})
+    monkeypatch.setattr(auth, "api_key_principal_get", down)
+    api_key_cache_clear()
+    cold_key = predict(client, {"features": ROW})
+
+    assert cold_registry.status_code == 503
+    assert cold_key.status_code == 503
+    assert cold_key.json()["error"]["code"] == "dependency_unavailable"
