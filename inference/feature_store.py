@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from django.conf import settings
+from django.db import DatabaseError
 
 KEY_PREFIX = "phoenix:features:"
 TS_SUFFIX = "@ts"
@@ -151,7 +152,10 @@ class DatabaseFeatureStore:
         rows = OnlineFeature.objects.filter(entity_id=entity_id, name__in=wanted).values_list(
             "name", "value", "updated_at"
         )
-        found = {name: (value, updated.timestamp()) for name, value, updated in rows}
+        try:
+            found = {name: (value, updated.timestamp()) for name, value, updated in rows}
+        except DatabaseError as exc:
+            raise FeatureStoreUnavailable(f"feature table unreadable: {exc}") from exc
         return _lookup(wanted, found, self.ttl_s, time.time())
 
     def put_many(self, rows: Mapping[str, Mapping[str, float]], *, at: float | None = None) -> int:
@@ -163,13 +167,16 @@ class DatabaseFeatureStore:
             for entity_id, values in rows.items()
             for name, value in values.items()
         ]
-        OnlineFeature.objects.bulk_create(
-            objects,
-            batch_size=1000,
-            update_conflicts=True,
-            unique_fields=["entity_id", "name"],
-            update_fields=["value", "updated_at"],
-        )
+        try:
+            OnlineFeature.objects.bulk_create(
+                objects,
+                batch_size=1000,
+                update_conflicts=True,
+                unique_fields=["entity_id", "name"],
+                update_fields=["value", "updated_at"],
+            )
+        except DatabaseError as exc:
+            raise FeatureStoreUnavailable(f"feature table not writable: {exc}") from exc
         return len(rows)
 
 
