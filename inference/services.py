@@ -325,7 +325,7 @@ def _interpret(
             probs.tolist(),
             probs.max(axis=1).astype(float).tolist(),
         )
-    first = np.asarray(outputs[0])
+    first = np.atleast_1d(np.asarray(outputs[0]))  # a scalar output still answers a list
     if first.ndim == 2 and first.shape[1] == 1:
         first = first[:, 0]
     return first.tolist(), None, None
