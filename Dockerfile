@@ -11,6 +11,8 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
+ENV DJANGO_STATIC_ROOT=/app/staticfiles
+RUN python manage.py collectstatic --noinput --verbosity 0
 RUN useradd --system --uid 1000 --home-dir /app phoenix \
     && mkdir -p /var/lib/phoenix \
     && chown -R phoenix /var/lib/phoenix

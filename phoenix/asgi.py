@@ -1,19 +1,29 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels, routed by scope type."""
+"""ASGI entry point: one server for HTTP and websockets, routed by scope type.
+
+- HTTP runs Django's ordinary (sync) request stack on a thread pool through a2wsgi.
+  Django's own ASGI handler hops threads for every sync middleware and view and
+  served the DRF predict endpoint about 3x slower here (docs/BENCHMARKS.md).
+- ``/v2`` (Open Inference Protocol) is a thin Channels consumer over the same
+  predict service, built for throughput.
+- Websockets (live dashboards) go through Channels with session authentication.
+"""
 
 from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
 
 # Django must be set up before anything imports models.
-django_asgi_app = get_asgi_application()
+django_wsgi_app = get_wsgi_application()
 
+from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from inference.api.v2_consumer import OpenInferenceConsumer  # noqa: E402
@@ -24,14 +34,14 @@ from monitoring.routing import websocket_urlpatterns  # noqa: E402
 # /readyz says ready only once they are.
 preload()
 
+django_http_app = WSGIMiddleware(django_wsgi_app, workers=settings.PHOENIX_HTTP_THREADS)  # type: ignore[arg-type]
+
 application = ProtocolTypeRouter(
     {
-        # The Open Inference Protocol skips Django's request handler (a thin Channels
-        # consumer over the same predict service); everything else goes to Django.
         "http": URLRouter(
             [
                 re_path(r"^v2(?:/|$)", OpenInferenceConsumer.as_asgi()),
-                re_path(r"", django_asgi_app),  # type: ignore[arg-type]
+                re_path(r"", django_http_app),  # type: ignore[arg-type]
             ]
         ),
         "websocket": AllowedHostsOriginValidator(

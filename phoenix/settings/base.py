@@ -186,6 +186,8 @@ PHOENIX_REGISTRY_CHANNEL: str = env.str("PHOENIX_REGISTRY_CHANNEL", default="pho
 PHOENIX_ONNX_PROVIDERS: list[str] = env.list("PHOENIX_ONNX_PROVIDERS", default=[])
 PHOENIX_ONNX_INTRA_OP_THREADS: int = env.int("PHOENIX_ONNX_INTRA_OP_THREADS", default=1)
 PHOENIX_ONNX_INTER_OP_THREADS: int = env.int("PHOENIX_ONNX_INTER_OP_THREADS", default=1)
+# Threads per web process running Django's request stack (see phoenix/asgi.py).
+PHOENIX_HTTP_THREADS: int = env.int("PHOENIX_HTTP_THREADS", default=8)
 PHOENIX_PREDICT_MAX_ROWS: int = env.int("PHOENIX_PREDICT_MAX_ROWS", default=1024)
 PHOENIX_FEATURE_TTL_S: int = env.int("PHOENIX_FEATURE_TTL_S", default=24 * 3600)
 PHOENIX_FEATURE_STORE: str = env.str(
@@ -255,7 +257,8 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(DATA_DIR / "staticfiles")))
-# Served by WhiteNoise from the source folders: no collectstatic step for the embedded run.
+# WhiteNoise serves STATIC_ROOT (filled by `manage.py bootstrap` and the image build);
+# finders cover files added since, so a developer never needs to re-collect.
 WHITENOISE_USE_FINDERS = True
 
 LOGGING = {

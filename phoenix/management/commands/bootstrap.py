@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand, CommandParser
 
 class Command(BaseCommand):
     help = (
-        "Prepare a fresh install: apply migrations, train and register the demo models, "
-        "fill the feature store with the demo customers and create the admin user "
+        "Prepare a fresh install: apply migrations, collect static files, train and "
+        "register the demo models, fill the feature store with the demo customers and "
+        "create the admin user "
         "(DJANGO_SUPERUSER_USERNAME/PASSWORD/EMAIL, or 'admin' with a password printed "
         "once). Idempotent: a second run changes nothing that exists."
     )
@@ -25,6 +26,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, skip_demo: bool, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
+        # WhiteNoise serves STATIC_ROOT; collected once here rather than found per request.
+        call_command("collectstatic", interactive=False, verbosity=0)
         if not skip_demo:
             call_command("train_demo_models", stdout=self.stdout)
             if "seed_features" in get_commands():
