@@ -326,7 +326,11 @@ def _infer(
     payload, tensors = _parse_infer(headers, body)
     parameters = payload.get("parameters") or {}
     entity_id = parameters.get("entity_id") if isinstance(parameters, dict) else None
+    # The client's id, when given, is the request id (echoed, logged, used for feedback).
+    # It is not one this server signed, so feedback for it is 200 or 404, never pending.
     request_id = payload.get("id")
+    if request_id and len(str(request_id)) > 64:  # PredictionLog.request_id's length
+        raise InvalidInput("'id' must be at most 64 characters.", details={"field": "id"})
     prediction = tensor_infer(
         principal=principal,
         model_name=name,

@@ -48,12 +48,14 @@ class PredictionFeedbackView(APIView):
                 api_key_authorize(principal=request.user, model_name=model_name)
         kafka = settings.PHOENIX_EVENT_BACKEND == "kafka"
         try:
-            # With Kafka the consumer may not have written the rows yet: keep the
-            # feedback as pending (202) rather than refuse a request id we cannot judge.
+            # With Kafka the consumer may not have written the rows yet: feedback for an
+            # id this deployment issued is kept as pending (202); any other id is a 404.
             result = prediction_feedback_record(
                 request_id=request_id, actual=actual, accept_pending=kafka
             )
         except NotFound:
+            if kafka:
+                raise
             # Embedded backend: the rows may still sit in this process's buffer.
             get_publisher().flush()
             result = prediction_feedback_record(request_id=request_id, actual=actual)

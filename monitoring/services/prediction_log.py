@@ -29,6 +29,7 @@ from django.utils import timezone
 from prometheus_client import Counter, Gauge
 
 from inference.event_schema import InvalidEvent, PredictionEvent, parse_event, unpack_message
+from inference.request_ids import request_id_is_ours
 from monitoring.models import PendingFeedback, PredictionLog
 from phoenix.exceptions import InvalidInput, NotFound
 
@@ -342,9 +343,11 @@ def prediction_feedback_record(
     """Store ground truth on the rows of ``request_id``; repeating it changes nothing.
 
     A later, different value replaces the earlier one (a correction). When no row
-    exists yet and ``accept_pending`` (the Kafka path, where the consumer may lag)
-    the feedback is kept and applied when the rows arrive.
-    Raises ``NotFound`` (no rows and not accepted as pending) and ``InvalidInput``
+    exists yet, ``accept_pending`` (the Kafka path, where the consumer may lag) and
+    the id is one this deployment issued (its signature checks out), the feedback is
+    kept and applied when the rows arrive: status "pending". An id that was never
+    issued here (forged, mistyped, or a client-chosen v2 id) has no rows coming.
+    Raises ``NotFound`` (no rows, and not accepted as pending) and ``InvalidInput``
     (a list whose length does not match the request's rows).
     """
     with transaction.atomic():
@@ -358,7 +361,7 @@ def prediction_feedback_record(
             return FeedbackResult(
                 request_id=request_id, status="recorded", rows=len(rows), changed=changed
             )
-        if not accept_pending:
+        if not (accept_pending and request_id_is_ours(request_id)):
             raise NotFound(f"No prediction with request id {request_id!r}.")
         PendingFeedback.objects.update_or_create(
             request_id=request_id, defaults={"actual": actual, "received_at": timezone.now()}

@@ -17,6 +17,7 @@ from inference.auth import api_key_cache_clear, key_hash
 from inference.event_sinks import Item
 from inference.events import EventPublisher, PublisherConfig
 from inference.models import ApiKey
+from inference.request_ids import request_id_new
 from models_registry.models import RegisteredModel
 from monitoring.models import PendingFeedback, PredictionLog
 from monitoring.services.prediction_log import prediction_log_write_events
@@ -24,8 +25,11 @@ from monitoring.services.prediction_log import prediction_log_write_events
 pytestmark = pytest.mark.django_db
 
 
-def make_events(n: int, *, model: str = "credit") -> list[dict[str, Any]]:
-    request_id = uuid.uuid4().hex
+def make_events(
+    n: int, *, model: str = "credit", request_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Events of one request; by default under an id this server issued (signed)."""
+    request_id = request_id or request_id_new()
     return [
         {
             "event_id": str(uuid.uuid4()),
@@ -253,3 +257,180 @@ def test_null_actual_is_a_400(staff_client: Client) -> None:
 
     assert response.status_code == 400
     assert PredictionLog.objects.get(request_id=events[0]["request_id"]).actual is None
+
+
+def _feedback_events(sink: CapturingKafkaSink) -> list[dict[str, Any]]:
+    events_module.get_publisher().flush()
+    return [e for topic, e in sink.received if topic == "feedback-events"]
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["no-such-request", uuid.uuid4().hex, str(uuid.uuid4()), "0" * 32 + "." + "0" * 16],
+)
+def test_with_kafka_an_id_never_issued_is_a_404(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink, request_id: str
+) -> None:
+    response = _post(staff_client, request_id, {"actual": 1})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert not PendingFeedback.objects.exists()
+    assert _feedback_events(kafka_publisher) == []
+
+
+def test_with_kafka_a_forged_signature_is_a_404(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink
+) -> None:
+    issued = request_id_new()
+    forged = issued[:-1] + ("0" if issued[-1] != "0" else "1")
+    signed_elsewhere = request_id_new(secret="another deployment's secret")
+
+    assert _post(staff_client, forged, {"actual": 1}).status_code == 404
+    assert _post(staff_client, signed_elsewhere, {"actual": 1}).status_code == 404
+    assert not PendingFeedback.objects.exists()
+
+
+def test_with_kafka_repeated_early_feedback_stays_one_pending_entry(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink
+) -> None:
+    events = make_events(1)
+    request_id = events[0]["request_id"]
+
+    first = _post(staff_client, request_id, {"actual": 1})
+    again = _post(staff_client, request_id, {"actual": 1})
+
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert PendingFeedback.objects.filter(request_id=request_id).count() == 1
+    prediction_log_write_events(events=events)
+    assert PredictionLog.objects.get(request_id=request_id).actual == 1
+
+
+def test_with_kafka_a_client_chosen_id_is_recorded_once_its_rows_exist(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink
+) -> None:
+    events = make_events(1, request_id="client-trace-42")
+
+    before = _post(staff_client, "client-trace-42", {"actual": 0})
+    prediction_log_write_events(events=events)
+    after = _post(staff_client, "client-trace-42", {"actual": 0})
+
+    assert before.status_code == 404  # not ours: nothing says rows are on their way
+    assert not PendingFeedback.objects.exists()
+    assert after.status_code == 200
+    assert PredictionLog.objects.get(request_id="client-trace-42").actual == 0
+
+
+@pytest.fixture
+def credit_model(tmp_path: Path) -> str:
+    from inference.auth import api_key_cache_clear as clear_keys
+    from inference.services import api_key_create
+    from inference.session_cache import session_cache
+    from tests.inference_support import onnx_classifier, register
+
+    session_cache.clear()
+    clear_keys()
+    register("credit", onnx_classifier(tmp_path / "credit.onnx"))
+    return api_key_create(name="feedback-tests")[1]
+
+
+def _predicted_events(sink: CapturingKafkaSink, request_id: str) -> list[dict[str, Any]]:
+    events_module.get_publisher().flush()
+    return [
+        e
+        for topic, e in sink.received
+        if topic != "feedback-events" and e["request_id"] == request_id
+    ]
+
+
+def test_with_kafka_a_served_prediction_takes_feedback_before_and_after_its_rows(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink, credit_model: str
+) -> None:
+    predicted = Client().post(
+        "/api/v1/models/credit/predict",
+        {"features": {"x1": 0.5, "x2": -1.0, "x3": 2.0}},
+        content_type="application/json",
+        headers={"X-API-Key": credit_model},
+    )
+    assert predicted.status_code == 200, predicted.content
+    request_id = predicted.json()["request_id"]
+
+    early = _post(staff_client, request_id, {"actual": 1})  # the consumer has not run yet
+
+    assert early.status_code == 202
+    events = _predicted_events(kafka_publisher, request_id)
+    assert len(events) == 1
+    result = prediction_log_write_events(events=events)  # the consumer catches up
+    assert result.feedback_applied == 1
+    assert PredictionLog.objects.get(request_id=request_id).actual == 1
+    assert _post(staff_client, request_id, {"actual": 1}).json()["changed"] == 0
+
+
+def test_with_kafka_a_v2_client_id_is_not_pending_but_found_once_written(
+    staff_client: Client, kafka_publisher: CapturingKafkaSink, credit_model: str
+) -> None:
+    body = {
+        "id": "triton-client-7",
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [0.5, -1.0, 2.0]}],
+    }
+    inferred = Client().post(
+        "/v2/models/credit/infer",
+        body,
+        content_type="application/json",
+        headers={"X-API-Key": credit_model},
+    )
+    assert inferred.status_code == 200, inferred.content
+    assert inferred.json()["id"] == "triton-client-7"
+
+    assert _post(staff_client, "triton-client-7", {"actual": 0}).status_code == 404
+    prediction_log_write_events(events=_predicted_events(kafka_publisher, "triton-client-7"))
+    assert _post(staff_client, "triton-client-7", {"actual": 0}).status_code == 200
+
+
+def test_a_v2_id_longer_than_the_log_keeps_is_a_400(credit_model: str) -> None:
+    body = {
+        "id": "x" * 65,
+        "inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 3], "data": [0.5, -1.0, 2.0]}],
+    }
+    response = Client().post(
+        "/v2/models/credit/infer",
+        body,
+        content_type="application/json",
+        headers={"X-API-Key": credit_model},
+    )
+
+    assert response.status_code == 400
+    assert "'id'" in response.json()["error"]  # the protocol's error shape: a string
+
+
+def test_embedded_backend_finds_a_prediction_still_in_the_buffer(
+    staff_client: Client, credit_model: str, tmp_path: Path
+) -> None:
+    config = PublisherConfig(
+        backend="database",
+        topic="inference-events",
+        buffer_size=100,
+        batch_size=50,
+        flush_interval_s=60.0,  # nothing ships on its own during the test
+        journal_dir=tmp_path / "journal",
+    )
+    publisher = EventPublisher(config)
+    previous = events_module.set_publisher(publisher)
+    try:
+        predicted = Client().post(
+            "/api/v1/models/credit/predict",
+            {"features": {"x1": 0.5, "x2": -1.0, "x3": 2.0}},
+            content_type="application/json",
+            headers={"X-API-Key": credit_model},
+        )
+        request_id = predicted.json()["request_id"]
+        assert not PredictionLog.objects.filter(request_id=request_id).exists()
+
+        response = _post(staff_client, request_id, {"actual": 1})
+
+        assert response.status_code == 200
+        assert PredictionLog.objects.get(request_id=request_id).actual == 1
+        assert _post(staff_client, request_id[:-1] + "x", {"actual": 1}).status_code == 404
+    finally:
+        publisher.stop()
+        events_module.set_publisher(previous)
