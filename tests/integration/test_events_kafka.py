@@ -416,3 +416,57 @@ def test_an_event_the_database_refuses_goes_to_the_dlq_and_the_rest_is_written(
     body = orjson.loads(dead[0].value)
     assert body["kind"] == "rejected"
     assert orjson.loads(body["payload"])["event_id"] == events[2]["event_id"]
+
+
+@pytest.mark.timeout(60)
+def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_404(
+    kafka_broker: Any, tmp_path: Path, settings: Any
+) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    import inference.events as events_module
+    from inference.auth import api_key_cache_clear
+    from inference.services import api_key_create
+    from inference.session_cache import session_cache
+    from monitoring.models import PendingFeedback
+    from tests.inference_support import onnx_classifier, register
+
+    settings.PHOENIX_EVENT_BACKEND = "kafka"
+    session_cache.clear()
+    api_key_cache_clear()
+    register("credit", onnx_classifier(tmp_path / "credit.onnx"))
+    key = api_key_create(name="feedback")[1]
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_user("ops", password="pw", is_staff=True))
+    publisher = kafka_publisher(kafka_broker, tmp_path)
+    previous = events_module.set_publisher(publisher)
+    try:
+        predicted = Client().post(
+            "/api/v1/models/credit/predict",
+            {"features": {"x1": 0.5, "x2": -1.0, "x3": 2.0}},
+            content_type="application/json",
+            headers={"X-API-Key": key},
+        )
+        request_id = predicted.json()["request_id"]
+
+        def feedback(rid: str) -> Any:
+            return staff.post(
+                f"/api/v1/predictions/{rid}/feedback", {"actual": 1}, "application/json"
+            )
+
+        early = feedback(request_id)  # published, not consumed: no row yet
+        never_issued = feedback(uuid.uuid4().hex)
+        forged = feedback(request_id[:33] + ("0" * 16 if request_id[33:] != "0" * 16 else "1" * 16))
+        publisher.flush()
+        stats = consumer_for(kafka_broker).run(idle_timeout_s=2)
+    finally:
+        publisher.stop()
+        events_module.set_publisher(previous)
+        session_cache.clear()
+
+    assert early.status_code == 202
+    assert (never_issued.status_code, forged.status_code) == (404, 404)
+    assert stats.inserted == 1
+    assert PredictionLog.objects.get(request_id=request_id).actual == 1
+    assert not PendingFeedback.objects.exists()
