@@ -3,6 +3,8 @@
 - HTTP runs Django's ordinary (sync) request stack on a thread pool through a2wsgi.
   Django's own ASGI handler hops threads for every sync middleware and view and
   served the DRF predict endpoint about 3x slower here (docs/BENCHMARKS.md).
+- The REST predict URL gets Django with a slim middleware stack, in one thread hop
+  per request (phoenix/http_stack.py).
 - ``/v2`` (Open Inference Protocol) is a thin Channels consumer over the same
   predict service, built for throughput.
 - Websockets (live dashboards) go through Channels with session authentication.
@@ -12,12 +14,12 @@ from __future__ import annotations
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
 
 # Django must be set up before anything imports models.
-django_wsgi_app = get_wsgi_application()
+django.setup(set_prefix=False)
 
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -29,18 +31,29 @@ from django.urls import re_path  # noqa: E402
 from inference.api.v2_consumer import OpenInferenceConsumer  # noqa: E402
 from inference.session_cache import preload  # noqa: E402
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
+from phoenix.http_stack import INFERENCE_ROUTE, HTTPApplication, OneHopWSGI  # noqa: E402
 
 # Warm every servable model before the first request (PHOENIX_PRELOAD_MODELS);
 # /readyz says ready only once they are.
 preload()
 
-django_http_app = WSGIMiddleware(django_wsgi_app, workers=settings.PHOENIX_HTTP_THREADS)  # type: ignore[arg-type]
+# One pool of PHOENIX_HTTP_THREADS threads runs Django for every HTTP request.
+http_handlers = HTTPApplication()
+django_http_app = WSGIMiddleware(http_handlers.full, workers=settings.PHOENIX_HTTP_THREADS)  # type: ignore[arg-type]
+inference_http_app = OneHopWSGI(
+    http_handlers.slim,
+    executor=django_http_app.executor,
+    # Chunked or large bodies: a2wsgi, which streams (its threads start only if used).
+    fallback=WSGIMiddleware(http_handlers.slim, workers=2),  # type: ignore[arg-type]
+    max_buffered=settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440,
+)
 
 application = ProtocolTypeRouter(
     {
         "http": URLRouter(
             [
                 re_path(r"^v2(?:/|$)", OpenInferenceConsumer.as_asgi()),
+                re_path(rf"^(?:{INFERENCE_ROUTE})$", inference_http_app),  # type: ignore[arg-type]
                 re_path(r"", django_http_app),  # type: ignore[arg-type]
             ]
         ),

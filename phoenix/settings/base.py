@@ -63,6 +63,14 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# The API-key inference URLs skip sessions, CSRF, auth, messages and frame options
+# (phoenix/http_stack.py): metrics, security headers and Content-Length stay.
+PHOENIX_INFERENCE_MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "phoenix.http_stack.PrometheusAfterMiddleware",
+]
 
 ROOT_URLCONF = "phoenix.urls"
 WSGI_APPLICATION = "phoenix.wsgi.application"
