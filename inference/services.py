@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -114,10 +116,14 @@ def _new_ids(count: int) -> list[str]:
     Not uuid4(): it reads os.urandom, a system call per id that costs tens of
     microseconds in sandboxed containers; event ids need to be unique, not secret."""
     base = (random.getrandbits(128) & _UUID4_MASK) | _UUID4_BITS
-    ids = []
-    for i in range(count):
-        h = f"{base ^ i:032x}"
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    ids: list[str] = []
+    # An index below 2**16 changes only the last four hex digits: the rest of the
+    # string is formatted once per 65,536 ids (256 ids: ~45 us instead of ~120 us).
+    low = base & 0xFFFF
+    for block in range(0, count, 0x10000):
+        h = f"{(base ^ block) >> 16:028x}"
+        prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        ids += [f"{prefix}{low ^ i:04x}" for i in range(min(0x10000, count - block))]
     return ids
 
 
@@ -173,11 +179,18 @@ def _numeric_table(rows: list[dict[str, Any]], names: Sequence[str]) -> np.ndarr
     width = len(names)
     if any(len(row) != width for row in rows):
         return None
+    pick = itemgetter(*names)
     try:
-        values = [[row[n] for n in names] for row in rows]
+        values = [pick(row) for row in rows] if width > 1 else [[row[names[0]]] for row in rows]
     except KeyError:
         return None
-    if not {type(v) for line in values for v in line} <= _NUMERIC:
+    return _numeric_matrix(values)
+
+
+def _numeric_matrix(values: list[Any]) -> np.ndarray | None:
+    """Rows of plain numbers as a float64 matrix; None if any value is of another type
+    (bool, str, None...) or NaN. Type-checked in one C-level pass over the values."""
+    if not set(map(type, chain.from_iterable(values))) <= _NUMERIC:
         return None
     matrix = np.array(values, dtype=np.float64)
     return None if np.isnan(matrix).any() else matrix
@@ -246,6 +259,10 @@ def _table(features: Any, names: Sequence[str]) -> tuple[np.ndarray, list[dict[s
                 raise _unusable(problems, i if len(rows) > 1 else None)
         raise InvalidInput("'features' could not be read.", details={})
     if all(isinstance(r, list) for r in rows):
+        if all(len(row) == width for row in rows):
+            matrix_or_none = _numeric_matrix(rows)
+            if matrix_or_none is not None:  # the common case; else find and name the problem
+                return matrix_or_none, [dict(zip(names, row, strict=False)) for row in rows]
         for i, row in enumerate(rows):
             if len(row) != width:
                 raise Unprocessable(
@@ -358,23 +375,36 @@ def _events(
     latency_ms: float,
 ) -> list[dict[str, Any]]:
     created_at = datetime.now(UTC).isoformat()
-    event_ids = _new_ids(len(predictions))
+    count = len(predictions)
+    model, version = served.model_name, served.version
+    # Per-row columns zipped once: no per-row conditionals or attribute lookups.
+    features = rows[:count] + [{} for _ in range(count - len(rows))]
+    nothing = repeat(None)
     return [
         {
-            "event_id": event_ids[i],
+            "event_id": event_id,
             "request_id": request_id,
             "row_index": i,
-            "model": served.model_name,
-            "version": served.version,
+            "model": model,
+            "version": version,
             "routed_by": routed_by,
-            "features": rows[i] if i < len(rows) else {},
-            "prediction": predictions[i],
-            "probabilities": probabilities[i] if probabilities is not None else None,
-            "confidence": confidence[i] if confidence is not None else None,
+            "features": row,
+            "prediction": prediction,
+            "probabilities": row_probabilities,
+            "confidence": row_confidence,
             "latency_ms": latency_ms,
             "created_at": created_at,
         }
-        for i in range(len(predictions))
+        for i, (event_id, row, prediction, row_probabilities, row_confidence) in enumerate(
+            zip(
+                _new_ids(count),
+                features,
+                predictions,
+                nothing if probabilities is None else probabilities,
+                nothing if confidence is None else confidence,
+                strict=False,  # ``nothing`` is endless; the rest are one item per row
+            )
+        )
     ]
 
 
