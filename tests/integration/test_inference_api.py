@@ -229,6 +229,33 @@ def test_unusable_features_are_422_and_named(
     assert all(name in error["message"] for name in names)
 
 
+@pytest.mark.parametrize("bad", [True, "2", None, [1.0]])
+def test_non_numeric_value_in_a_list_row_is_422_and_named(
+    api: APIClient, champion: Any, bad: Any
+) -> None:
+    rows: list[list[Any]] = [[1.0, 2.0, 3.0], [4, 5, 6], [7.0, bad, 9.0]]
+    response = predict(api, {"features": rows})
+    assert response.status_code == 422
+    details = response.json()["error"]["details"]
+    assert details["row"] == 2
+    assert details["non_numeric"] == ["x2"]
+
+
+def test_a_batch_logs_one_event_per_row_with_named_features(
+    api: APIClient, champion: Any, events: list[dict[str, Any]]
+) -> None:
+    rows = [[0.5, -1.0, 2.0], [1, 2, 3], [-0.25, 0.0, 4.5]]
+    body = predict(api, {"features": rows}).json()
+
+    assert [e["row_index"] for e in events] == [0, 1, 2]
+    assert [e["features"] for e in events] == [dict(zip(FEATURES, r, strict=True)) for r in rows]
+    assert [e["prediction"] for e in events] == body["predictions"]
+    assert [e["probabilities"] for e in events] == body["probabilities"]
+    assert [e["confidence"] for e in events] == body["confidence"]
+    assert {e["request_id"] for e in events} == {body["request_id"]}
+    assert len({e["event_id"] for e in events}) == 3
+
+
 def test_row_of_wrong_width_is_422(api: APIClient, champion: Any) -> None:
     response = predict(api, {"features": [[1, 2, 3], [1, 2]]})
     assert response.status_code == 422
@@ -382,6 +409,11 @@ def test_event_ids_are_distinct_version_4_uuids() -> None:
     ids = services._new_ids(1000) + services._new_ids(1000)
     assert len(set(ids)) == 2000
     assert {uuid.UUID(i).version for i in ids} == {4}
+    # Past 65,536 rows the formatted prefix changes too.
+    many = services._new_ids(70_000)
+    assert len(set(many)) == 70_000
+    assert {uuid.UUID(i).version for i in many[65_530:65_540]} == {4}
+    assert all(str(uuid.UUID(i)) == i for i in many[65_530:65_540])
 
 
 def test_archived_version_cannot_be_pinned(
