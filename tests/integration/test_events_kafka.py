@@ -470,3 +470,30 @@ def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_40
     assert stats.inserted == 1
     assert PredictionLog.objects.get(request_id=request_id).actual == 1
     assert not PendingFeedback.objects.exists()
+
+
+@pytest.mark.timeout(60)
+def test_a_batch_over_the_message_limit_is_split_and_an_oversize_event_dropped(
+    kafka_broker: Any, tmp_path: Path
+) -> None:
+    from inference.event_schema import MAX_MESSAGE_BYTES
+    from inference.event_sinks import EVENTS_DROPPED
+
+    events = make_events(200)
+    for event in events:
+        event["model"] = "wide"  # one (topic, model) group, ~2 MB: several messages
+        event["features"] = {f"f{i}": float(i) for i in range(500)}
+    oversize = make_events(1)[0]
+    oversize["model"] = "wide"
+    oversize["features"] = {"blob": "x" * (MAX_MESSAGE_BYTES + 1)}
+    dropped_before = EVENTS_DROPPED.labels(reason="too_large")._value.get()
+    publisher = kafka_publisher(kafka_broker, tmp_path, batch_size=500, buffer_size=1000)
+
+    publisher.publish([(TOPIC, e) for e in [*events[:100], oversize, *events[100:]]])
+    publisher.stop()
+    stats = consumer_for(kafka_broker).run(idle_timeout_s=2)
+
+    assert stored_ids() == {e["event_id"] for e in events}
+    assert EVENTS_DROPPED.labels(reason="too_large")._value.get() == dropped_before + 1
+    assert stats.dead_lettered == 0
+    assert len(stats.partitions) == 1  # one model key: one partition, order kept
