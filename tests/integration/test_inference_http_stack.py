@@ -19,7 +19,8 @@ from channels.testing import HttpCommunicator
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.signals import request_finished
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.middleware.csrf import CsrfViewMiddleware
 from prometheus_client import REGISTRY
 
@@ -95,11 +96,19 @@ def wsgi_call(
         seen["status"], seen["headers"] = int(status[:3]), dict(pairs)
         return lambda chunk: None
 
-    iterable = app(environ, start_response)
+    # As Django's test client does: closing "old" connections at the request's start
+    # and end would close the test's transaction on PostgreSQL.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     try:
-        content = b"".join(iterable)
+        iterable = app(environ, start_response)
+        try:
+            content = b"".join(iterable)
+        finally:
+            iterable.close()
     finally:
-        iterable.close()
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     return seen["status"], seen["headers"], content
 
 
