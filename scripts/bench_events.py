@@ -6,15 +6,26 @@ API-key auth, routing, ONNX Runtime) with Django's test client, so no HTTP socke
 load generator shares the two cores:
 
 1. ``publish_prediction_events`` alone: the cost the request path pays per call.
-2. Predict p50/p99 with the pipeline off (publish replaced by a no-op) and on
-   (the real publisher, flushing to the backend in its thread), in alternating
-   blocks so background load and drift hit both sides alike.
-3. End to end: a burst of predict requests, timed until every event is a row in
-   the database: the embedded ``database`` backend, and with ``--kafka`` a tansu
-   broker plus ``manage.py consume_events`` in its own process (then 2. again).
+2. Predict p50/p99 with the pipeline off (no event built, publish a no-op) and on, in
+   interleaved blocks ``off on off on ... off``; each "on" block's p50 is compared with
+   the mean p50 of the "off" blocks either side of it (cancels linear drift). Each block
+   starts with an untimed lead-in of one flush batch in its own mode, so an "on" block
+   is timed in steady state: the flusher ships the lead-in's events while the timed
+   requests run, as much as the timed requests' own tail is shipped after it. The
+   buffer is drained (untimed) after an "on" block so the next "off" block is clean.
+   Modes (``--modes``):
+     database        the embedded backend writing to DATABASE_URL;
+     discard         the publisher and flusher with a sink that drops batches;
+     kafka-stopped   Kafka (tansu) with no consumer during the measurement: the API
+                     process's own cost (publish, flusher, kafka-python producer) plus
+                     the broker; then the consumer starts and exactly N rows must arrive;
+     kafka-running   the same with ``manage.py consume_events`` writing to the
+                     database during the measurement (the whole co-located stack).
+3. End to end (``--e2e``): a burst of predict requests, timed until every event is a
+   row in the database, for the embedded backend and through Kafka.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/phoenix_events \\
-        .venv/bin/python scripts/bench_events.py --kafka
+        .venv/bin/python scripts/bench_events.py --modes kafka-stopped,kafka-running
 """
 
 from __future__ import annotations
@@ -129,15 +140,35 @@ def tansu_broker() -> Iterator[str]:
         process.wait(10)
 
 
+def paired_summary(
+    off_p50s: list[float], on_p50s: list[float]
+) -> tuple[float, float, float, float, float]:
+    """Ratios on / mean(off before, off after): median, interquartile range, and a 95 %
+    bootstrap interval of the median (fixed seed, so a rerun prints the same interval)."""
+    import random
+
+    ratios = [on / ((off_p50s[i] + off_p50s[i + 1]) / 2) for i, on in enumerate(on_p50s)]
+    quartiles = statistics.quantiles(ratios, n=4)
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(2000))
+    return statistics.median(ratios), quartiles[0], quartiles[2], medians[50], medians[1949]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--block", type=int, default=500, help="requests per on/off block")
-    parser.add_argument("--blocks", type=int, default=10, help="blocks per mode")
+    parser.add_argument("--block", type=int, default=1000, help="timed requests per block")
+    parser.add_argument("--blocks", type=int, default=20, help="'on' blocks per mode")
+    parser.add_argument(
+        "--modes",
+        default="database,discard,kafka-stopped,kafka-running",
+        help="comma-separated: database, discard, kafka-stopped, kafka-running",
+    )
+    parser.add_argument("--e2e", action="store_true", help="also measure events/s end to end")
     parser.add_argument("--burst", type=int, default=2000, help="requests in the e2e burst")
     parser.add_argument("--batch-rows", type=int, default=64, help="rows per batch request")
     parser.add_argument("--batch-burst", type=int, default=300, help="batch requests in e2e")
-    parser.add_argument("--kafka", action="store_true", help="also measure through tansu")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
 
     import django
 
@@ -147,12 +178,14 @@ def main() -> None:
     from django.test import Client
 
     import inference.events as events_module
+    import inference.services as inference_services
     from inference.events import EventPublisher, PublisherConfig
     from inference.services import api_key_create
     from models_registry.services import model_version_register
     from monitoring.models import PredictionLog
 
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     call_command("migrate", verbosity=0)
     name = f"bench-events-{uuid.uuid4().hex[:6]}"
     folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
@@ -160,6 +193,8 @@ def main() -> None:
     key = api_key_create(name="bench-events")[1]
     client = Client(HTTP_X_API_KEY=key)
     path = f"/api/v1/models/{name}/predict"
+    settings_config = PublisherConfig.from_settings()
+    lead_in = settings_config.batch_size
 
     def predict(rows: int = 1) -> None:
         features: Any = (
@@ -174,16 +209,19 @@ def main() -> None:
     def rows_logged() -> int:
         return PredictionLog.objects.filter(model_name=name).count()
 
-    def database_publisher() -> EventPublisher:
-        config = PublisherConfig.from_settings()
-        config = PublisherConfig(**{**config.__dict__, "backend": "database"})
-        return EventPublisher(config)
+    def publisher_with(**overrides: Any) -> EventPublisher:
+        sink = overrides.pop("sink", None)
+        return EventPublisher(PublisherConfig(**{**settings_config.__dict__, **overrides}), sink)
 
     real_publish = events_module.publish_prediction_events
-    publisher = database_publisher()
-    events_module.set_publisher(publisher)
+    real_events = inference_services._events
+
+    def no_events(**kwargs: Any) -> list[dict[str, Any]]:
+        return []
 
     # 1. the call itself
+    publisher = publisher_with(backend="database")
+    events_module.set_publisher(publisher)
     p50_ns, p99_ns = bench_publish_call(10_000, model=f"{name}-publish-only")
     publisher.flush()
     print(
@@ -192,52 +230,66 @@ def main() -> None:
     )
 
     # 2. predict latency, pipeline off vs on
-    def latency_compare(label: str, active: EventPublisher) -> None:
-        """Alternate off/on blocks. A block (~0.2 s) spans the flusher's wake-ups, so an
-        "on" block pays for its own flushes; a synchronous flush after each block keeps
-        leftovers out of the next one. Paired block ratios resist the drift of a shared
-        machine better than one pooled median."""
-        for _ in range(300):
+    def latency_compare(label: str, active: EventPublisher) -> int:
+        """Interleaved off/on blocks; returns how many events the "on" requests published."""
+        events_module.set_publisher(active)
+        published = 0
+        for _ in range(300):  # warm-up, pipeline on
             predict()
+        published += 300
         active.flush()
         samples: dict[str, list[float]] = {"off": [], "on": []}
-        ratios: list[float] = []  # each "on" block's p50 over the "off" block just before
-        for block in range(args.blocks * 2):
+        p50s: dict[str, list[float]] = {"off": [], "on": []}
+        load_before = os.getloadavg()[0]
+        began_all = time.monotonic()
+        for block in range(args.blocks * 2 + 1):
             mode = "off" if block % 2 == 0 else "on"
+            # "off" skips building the events too: that is part of what logging costs.
             events_module.publish_prediction_events = (
                 real_publish if mode == "on" else (lambda events: None)
             )
+            inference_services._events = real_events if mode == "on" else no_events
+            for _ in range(lead_in):
+                predict()
             block_samples = []
             for _ in range(args.block):
                 began = time.perf_counter()
                 predict()
                 block_samples.append((time.perf_counter() - began) * 1000)
-            active.flush()
+            if mode == "on":
+                published += lead_in + args.block
+                active.flush()  # untimed: the next "off" block starts with nothing to ship
             samples[mode].extend(block_samples)
-            if mode == "off":
-                off_block = statistics.median(block_samples)
-            else:
-                ratios.append(statistics.median(block_samples) / off_block)
+            p50s[mode].append(statistics.median(block_samples))
         events_module.publish_prediction_events = real_publish
+        inference_services._events = real_events
+        seconds = time.monotonic() - began_all
         for mode in ("off", "on"):
             values = samples[mode]
             print(
                 f"predict [{label}], pipeline {mode:3}: n={len(values)} "
-                f"p50 {statistics.median(values):.3f} ms  p99 {percentile(values, 0.99):.3f} ms"
+                f"p50 {statistics.median(values):.4f} ms  p99 {percentile(values, 0.99):.3f} ms"
             )
-        quartiles = statistics.quantiles(ratios, n=4)
+        median, low, high, ci_low, ci_high = paired_summary(p50s["off"], p50s["on"])
         print(
-            f"predict [{label}]: logging adds {100 * (statistics.median(ratios) - 1):+.1f}% "
-            f"to p50 (median of {len(ratios)} paired blocks; interquartile "
-            f"{100 * (quartiles[0] - 1):+.1f}% to {100 * (quartiles[2] - 1):+.1f}%)"
+            f"predict [{label}]: logging adds {100 * (median - 1):+.2f}% to p50 (median of "
+            f"{len(p50s['on'])} on blocks vs the off blocks either side; interquartile "
+            f"{100 * (low - 1):+.2f}% to {100 * (high - 1):+.2f}%, 95% CI of the median "
+            f"{100 * (ci_low - 1):+.2f}% to {100 * (ci_high - 1):+.2f}%); {seconds:.0f} s, "
+            f"load average {load_before:.2f} -> {os.getloadavg()[0]:.2f}"
         )
+        return published
 
-    latency_compare("database backend", publisher)
+    def wait_for_rows(expected: int, timeout_s: float = 120) -> int:
+        deadline = time.monotonic() + timeout_s
+        while rows_logged() < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # anything beyond the expected count would show up now
+        return rows_logged()
 
     class DiscardingSink:
         """Takes batches and drops them: what the API process itself pays (publish,
-        flusher thread, batching), without the database or broker work that shares
-        this machine's cores in the other measurements."""
+        flusher thread, batching), without any destination's work."""
 
         name = "discard"
 
@@ -246,15 +298,6 @@ def main() -> None:
 
         def close(self) -> None:
             pass
-
-    discarding = EventPublisher(
-        PublisherConfig(**{**PublisherConfig.from_settings().__dict__, "backend": "discard"}),
-        sink=DiscardingSink(),
-    )
-    events_module.set_publisher(discarding)
-    latency_compare("in-process only (discarding sink)", discarding)
-    discarding.stop()
-    events_module.set_publisher(publisher)
 
     # 3. end to end: predict burst -> rows in the database
     def e2e(label: str, burst: int, rows: int) -> None:
@@ -279,46 +322,83 @@ def main() -> None:
         e2e(label, args.burst, 1)
         e2e(label, args.batch_burst, args.batch_rows)
 
-    e2e_both("database backend")
+    if "database" in modes:
+        before = rows_logged()
+        published = latency_compare("database backend", publisher)
+        got = wait_for_rows(before + published) - before
+        print(f"database backend: {got}/{published} rows written")
+    if args.e2e:
+        e2e_both("database backend")
     publisher.stop()
 
-    if args.kafka:
-        with tansu_broker() as bootstrap:
-            config = PublisherConfig.from_settings()
-            kafka_publisher = EventPublisher(
-                PublisherConfig(
-                    **{
-                        **config.__dict__,
-                        "backend": "kafka",
-                        "bootstrap_servers": bootstrap,
-                        "journal_dir": Path(tempfile.mkdtemp(prefix="bench-journal-")),
-                    }
-                )
-            )
-            events_module.set_publisher(kafka_publisher)
-            # The consumer runs as in production: its own process (manage.py consume_events).
-            consumer = subprocess.Popen(
+    if "discard" in modes:
+        discarding = publisher_with(backend="discard", sink=DiscardingSink())
+        latency_compare("in-process only (discarding sink)", discarding)
+        discarding.stop()
+
+    kafka_modes = [m for m in modes if m.startswith("kafka")]
+    if not (kafka_modes or args.e2e):
+        return
+    with tansu_broker() as bootstrap:
+        kafka_publisher = publisher_with(
+            backend="kafka",
+            bootstrap_servers=bootstrap,
+            journal_dir=Path(tempfile.mkdtemp(prefix="bench-journal-")),
+        )
+        events_module.set_publisher(kafka_publisher)
+        consumer: subprocess.Popen[bytes] | None = None
+
+        def consumer_start() -> subprocess.Popen[bytes]:
+            # As in production: its own process (manage.py consume_events), reading the
+            # partitions directly (tansu's first group join takes ~20 s).
+            return subprocess.Popen(
                 [
                     *(sys.executable, str(ROOT / "manage.py"), "consume_events"),
                     *("--bootstrap-servers", bootstrap, "--group-id", "bench"),
-                    *("--partitions", ",".join(str(p) for p in range(config.partitions))),
+                    *("--partitions", ",".join(str(p) for p in range(settings_config.partitions))),
                 ],
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            try:
-                before = rows_logged()
-                predict()  # creates the topics; wait until the consumer has it
-                deadline = time.monotonic() + 60
-                while rows_logged() == before and time.monotonic() < deadline:
-                    time.sleep(0.05)
+
+        try:
+            before = rows_logged()
+            predict()  # creates the topics and the producer
+            kafka_publisher.flush()
+            published = 1
+            if "kafka-stopped" in kafka_modes:
+                published += latency_compare(
+                    "kafka backend, no consumer during the measurement", kafka_publisher
+                )
+                began = time.monotonic()
+                consumer = consumer_start()
+                got = wait_for_rows(before + published) - before
+                print(
+                    f"kafka backend, consumer started afterwards: {got}/{published} rows in "
+                    f"the database after {time.monotonic() - began:.1f} s"
+                    + ("" if got == published else "  MISMATCH")
+                )
+            if consumer is None:
+                consumer = consumer_start()
+                wait_for_rows(before + published)
+            if "kafka-running" in kafka_modes:
+                published += latency_compare(
+                    "kafka backend, consume_events process running", kafka_publisher
+                )
+                got = wait_for_rows(before + published) - before
+                print(
+                    f"kafka backend, consumer running: {got}/{published} rows in the database"
+                    + ("" if got == published else "  MISMATCH")
+                )
+            if args.e2e:
                 e2e_both("kafka (tansu) + consume_events process")
-                latency_compare("kafka backend, consumer process running", kafka_publisher)
-            finally:
+        finally:
+            if consumer is not None:
                 consumer.send_signal(signal.SIGTERM)
                 consumer.wait(30)
-            kafka_publisher.stop()
+        kafka_publisher.stop()
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
