@@ -1,9 +1,11 @@
 """Prediction event publishing: the request path enqueues, a background thread ships.
 
-``publish_prediction_events`` appends to a bounded in-process buffer and returns
-(a lock, a ``deque.extend``; no I/O). A flusher thread, started lazily on the
-first publish so management commands spawn nothing, sends batches to the sink
-chosen by ``PHOENIX_EVENT_BACKEND``: ``kafka`` or ``database`` (embedded default).
+``publish_prediction`` appends one record of the scored request (a tuple of
+references: ``event_schema.PredictionRecord``) to a bounded in-process buffer and
+returns (a lock, a ``deque.extend``; no I/O, no event built). A flusher thread,
+started lazily on the first publish so management commands spawn nothing, builds
+the per-row events and sends batches to the sink chosen by
+``PHOENIX_EVENT_BACKEND``: ``kafka`` or ``database`` (embedded default).
 
 Nothing is dropped silently:
 
@@ -26,6 +28,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 
 from inference.event_journal import EventJournal
+from inference.event_schema import PredictionRecord, prediction_events
 from inference.event_sinks import DatabaseSink, EventSink, Item, KafkaSink, SinkUnavailable
 
 logger = logging.getLogger(__name__)
@@ -58,6 +62,26 @@ EVENTS_BUFFER_DEPTH = Gauge(
 EVENTS_JOURNAL_BYTES = Gauge(
     "phoenix_events_journal_bytes", "Bytes in the local event journal awaiting replay."
 )
+
+
+# A buffer entry: (topic, a ready event or a scored request whose events are built
+# when it is taken from the buffer).
+Entry = tuple[str, dict[str, Any] | PredictionRecord]
+
+
+def _size(payload: dict[str, Any] | PredictionRecord) -> int:
+    return len(payload.predictions) if isinstance(payload, PredictionRecord) else 1
+
+
+def _expand(entries: Iterable[Entry]) -> list[Item]:
+    """(topic, event) items, in order, building the events of each scored request."""
+    items: list[Item] = []
+    for topic, payload in entries:
+        if isinstance(payload, PredictionRecord):
+            items += [(topic, event) for event in prediction_events(payload)]
+        else:
+            items.append((topic, payload))
+    return items
 
 
 @dataclass(frozen=True)
@@ -113,7 +137,8 @@ class EventPublisher:
         self.config = config
         self.sink = sink if sink is not None else sink_build(config)
         self.journal = EventJournal(config.journal_dir)
-        self._buffer: collections.deque[Item] = collections.deque()
+        self._buffer: collections.deque[Entry] = collections.deque()
+        self._depth = 0  # events in the buffer (a record holds one per row)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -130,28 +155,32 @@ class EventPublisher:
     # --- request path ----------------------------------------------------------
 
     def publish(self, items: list[Item]) -> None:
-        """Enqueue; never blocks on the backend and never raises."""
-        if not items:
-            return
+        """Enqueue ready events; never blocks on the backend and never raises."""
+        if items:
+            self._enqueue(items, len(items))
+
+    def publish_prediction(self, record: PredictionRecord) -> None:
+        """Enqueue a scored request; its events are built on the flusher thread."""
+        if record.predictions:
+            self._enqueue([(self.config.topic, record)], len(record.predictions))
+
+    def _enqueue(self, entries: Sequence[Entry], events: int) -> None:
         try:
             if self._thread is None or self._pid != os.getpid():
                 self.start()
             with self._lock:
-                room = self.config.buffer_size - len(self._buffer)
-                if room >= len(items):
-                    self._buffer.extend(items)
-                    depth = len(self._buffer)
-                    overflow: list[Item] = []
-                else:
-                    overflow = items
-                    depth = len(self._buffer)
-            if overflow:
-                self._spill(overflow, reason="buffer_full")
+                fits = self._depth + events <= self.config.buffer_size
+                if fits:
+                    self._buffer.extend(entries)
+                    self._depth += events
+                depth = self._depth
+            if not fits:
+                self._spill(_expand(entries), reason="buffer_full")
             elif depth >= self.config.batch_size:
                 self._wake.set()
         except Exception:
             # The log must never fail a prediction; the error is loud in the logs.
-            logger.exception("could not enqueue %d prediction events", len(items))
+            logger.exception("could not enqueue %d prediction events", events)
 
     def _spill(self, items: list[Item], *, reason: str) -> None:
         self.journal.append([{"t": topic, "e": event} for topic, event in items])
@@ -201,10 +230,14 @@ class EventPublisher:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._wake.wait(self.config.flush_interval_s)
+                # Woken because a batch is full: ship full batches only and leave the
+                # rest for the next wake. Shipping whatever arrived during the last send
+                # would turn a busy flusher into many small sends, each a GIL handoff
+                # that costs the request threads far more than its own CPU time.
+                woken = self._wake.wait(self.config.flush_interval_s)
                 self._wake.clear()
                 try:
-                    self.flush()
+                    self.flush(full_batches_only=woken)
                 except Exception:  # keep the flusher alive whatever a sink raises
                     logger.exception("event flush failed")
         finally:
@@ -213,18 +246,31 @@ class EventPublisher:
             except Exception:
                 logger.debug("sink close failed", exc_info=True)
 
-    def flush(self) -> None:
-        """Ship everything buffered now (also the journal, when the sink is due for a try)."""
+    def flush(self, *, full_batches_only: bool = False) -> None:
+        """Ship what is buffered now: everything, or only whole batches (also the journal,
+        when the sink is due for a try)."""
+        batch_size = self.config.batch_size
         with self._send_lock:
             self._replay_if_due()
-            while True:
-                with self._lock:
-                    count = min(len(self._buffer), self.config.batch_size)
-                    batch = [self._buffer.popleft() for _ in range(count)]
-                if not batch:
+            while self._depth >= (batch_size if full_batches_only else 1):
+                entries = self._take(batch_size)
+                if not entries:
                     break
-                self._ship(batch)
-            EVENTS_BUFFER_DEPTH.set(len(self._buffer))
+                self._ship(_expand(entries))
+            EVENTS_BUFFER_DEPTH.set(self._depth)
+
+    def _take(self, events: int) -> list[Entry]:
+        """Entries from the front of the buffer holding about ``events`` events (at least
+        one entry: a request with more rows than a batch travels whole)."""
+        taken: list[Entry] = []
+        with self._lock:
+            count = 0
+            while self._buffer and count < events:
+                entry = self._buffer.popleft()
+                taken.append(entry)
+                count += _size(entry[1])
+            self._depth -= count
+        return taken
 
     def _ship(self, batch: list[Item]) -> None:
         if self._journal_dirty or not self._healthy:
@@ -290,7 +336,7 @@ class EventPublisher:
         return {
             "backend": self.sink.name,
             "backend_healthy": self._healthy,
-            "buffer_depth": len(self._buffer),
+            "buffer_depth": self._depth,
             "buffer_size": self.config.buffer_size,
             "journal_bytes": journal_bytes,
             "flusher_running": self.running,
@@ -320,17 +366,12 @@ def set_publisher(publisher: EventPublisher | None) -> EventPublisher | None:
     return previous
 
 
-def publish_prediction_events(events: list[dict[str, Any]]) -> None:
-    """Log one event per scored row; returns at once and never raises.
-
-    Each dict: event_id (uuid4 str), request_id, row_index, model, version,
-    routed_by, features, prediction, probabilities, confidence, latency_ms,
-    created_at (ISO 8601 UTC).
-    """
+def publish_prediction(record: PredictionRecord) -> None:
+    """Log a scored request, one event per row (``prediction_events``); returns at once
+    and never raises."""
     try:
         publisher = _publisher if _publisher is not None else get_publisher()
-        topic = publisher.config.topic
-        publisher.publish([(topic, event) for event in events])
+        publisher.publish_prediction(record)
     except Exception:
         logger.exception("prediction events not published")
 

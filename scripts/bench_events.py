@@ -5,7 +5,8 @@ figures in docs/BENCHMARKS.md), through Django's full request stack (middleware,
 API-key auth, routing, ONNX Runtime) with Django's test client, so no HTTP socket or
 load generator shares the two cores:
 
-1. ``publish_prediction_events`` alone: the cost the request path pays per call.
+1. ``publish_prediction`` alone (one single-row record): the publisher's share of the
+   request path.
 2. Predict p50/p99 with the pipeline off (no event built, publish a no-op) and on, in
    interleaved blocks ``off on off on ... off``; each "on" block's p50 is compared with
    the mean p50 of the "off" blocks either side of it (cancels linear drift). Each block
@@ -69,38 +70,56 @@ def build_model(path: Path) -> Path:
     return path
 
 
+def bench_setup(prefix: str) -> tuple[str, str]:
+    """Django set up, database migrated, a fresh model in production and an API key:
+    (model name, key). Prints the database and the load average."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from inference.services import api_key_create
+    from models_registry.services import model_version_register
+
+    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    call_command("migrate", verbosity=0)
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    model_version_register(model_name=name, file=build_model(folder / "m.onnx"), stage="production")
+    return name, api_key_create(name=prefix)[1]
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def bench_publish_call(n: int, model: str) -> tuple[float, float]:
-    """ns per publish_prediction_events call with one event (p50, p99)."""
-    from datetime import UTC, datetime
+    """ns per publish_prediction call with a one-row record (p50, p99)."""
+    from inference.event_schema import PredictionRecord
+    from inference.events import publish_prediction
 
-    from inference.events import publish_prediction_events
-
-    events = [
-        {
-            "event_id": str(uuid.uuid4()),
-            "request_id": uuid.uuid4().hex,
-            "row_index": 0,
-            "model": model,
-            "version": "1",
-            "routed_by": "single",
-            "features": {"x1": 0.5, "x2": -1.0, "x3": 2.0},
-            "prediction": 1,
-            "probabilities": [0.2, 0.8],
-            "confidence": 0.8,
-            "latency_ms": 0.1,
-            "created_at": datetime.now(UTC).isoformat(),
-        }
+    records = [
+        PredictionRecord(
+            uuid.uuid4().hex,
+            model,
+            "1",
+            "single",
+            [{"x1": 0.5, "x2": -1.0, "x3": 2.0}],
+            [1],
+            [[0.2, 0.8]],
+            [0.8],
+            0.1,
+            time.time(),
+        )
         for _ in range(n)
     ]
     samples = []
-    for event in events:
+    for record in records:
         began = time.perf_counter_ns()
-        publish_prediction_events([event])
+        publish_prediction(record)
         samples.append(time.perf_counter_ns() - began)
     return percentile(samples, 0.5), percentile(samples, 0.99)
 
@@ -170,27 +189,14 @@ def main() -> None:
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
+    name, key = bench_setup("bench-events")
     from django.test import Client
 
     import inference.events as events_module
     import inference.services as inference_services
     from inference.events import EventPublisher, PublisherConfig
-    from inference.services import api_key_create
-    from models_registry.services import model_version_register
     from monitoring.models import PredictionLog
 
-    print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    call_command("migrate", verbosity=0)
-    name = f"bench-events-{uuid.uuid4().hex[:6]}"
-    folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
-    model_version_register(model_name=name, file=build_model(folder / "m.onnx"), stage="production")
-    key = api_key_create(name="bench-events")[1]
     client = Client(HTTP_X_API_KEY=key)
     path = f"/api/v1/models/{name}/predict"
     settings_config = PublisherConfig.from_settings()
@@ -213,11 +219,9 @@ def main() -> None:
         sink = overrides.pop("sink", None)
         return EventPublisher(PublisherConfig(**{**settings_config.__dict__, **overrides}), sink)
 
-    real_publish = events_module.publish_prediction_events
-    real_events = inference_services._events
-
-    def no_events(**kwargs: Any) -> list[dict[str, Any]]:
-        return []
+    # "off" replaces two functions of the predict service (typed as Any to allow it).
+    services: Any = inference_services
+    real_publish, real_record = services._publish, services._record
 
     # 1. the call itself
     publisher = publisher_with(backend="database")
@@ -225,8 +229,7 @@ def main() -> None:
     p50_ns, p99_ns = bench_publish_call(10_000, model=f"{name}-publish-only")
     publisher.flush()
     print(
-        f"publish_prediction_events (1 event): p50 {p50_ns / 1000:.2f} us, "
-        f"p99 {p99_ns / 1000:.2f} us"
+        f"publish_prediction (1-row record): p50 {p50_ns / 1000:.2f} us, p99 {p99_ns / 1000:.2f} us"
     )
 
     # 2. predict latency, pipeline off vs on
@@ -244,11 +247,9 @@ def main() -> None:
         began_all = time.monotonic()
         for block in range(args.blocks * 2 + 1):
             mode = "off" if block % 2 == 0 else "on"
-            # "off" skips building the events too: that is part of what logging costs.
-            events_module.publish_prediction_events = (
-                real_publish if mode == "on" else (lambda events: None)
-            )
-            inference_services._events = real_events if mode == "on" else no_events
+            # "off" builds no record either: that is part of what logging costs.
+            services._publish = real_publish if mode == "on" else (lambda r: None)
+            services._record = real_record if mode == "on" else (lambda **kw: None)
             for _ in range(lead_in):
                 predict()
             block_samples = []
@@ -261,8 +262,7 @@ def main() -> None:
                 active.flush()  # untimed: the next "off" block starts with nothing to ship
             samples[mode].extend(block_samples)
             p50s[mode].append(statistics.median(block_samples))
-        events_module.publish_prediction_events = real_publish
-        inference_services._events = real_events
+        services._publish, services._record = real_publish, real_record
         seconds = time.monotonic() - began_all
         for mode in ("off", "on"):
             values = samples[mode]

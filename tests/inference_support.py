@@ -55,3 +55,18 @@ def onnx_predict(path: Path, rows: list[list[float]]) -> tuple[list[int], np.nda
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     labels, probs = session.run(None, {"X": np.array(rows, dtype=np.float32)})
     return labels.tolist(), probs
+
+
+def prediction_events_record(monkeypatch: Any) -> list[dict[str, Any]]:
+    """Prediction events as the publisher would build them, recorded in a list instead
+    of reaching its buffer and flusher thread (``monkeypatch``: pytest's fixture)."""
+    import inference.events
+    from inference.event_schema import PredictionRecord, prediction_events
+
+    recorded: list[dict[str, Any]] = []
+
+    def record(prediction: PredictionRecord) -> None:
+        recorded.extend(prediction_events(prediction))
+
+    monkeypatch.setattr(inference.events, "publish_prediction", record)
+    return recorded

@@ -18,7 +18,13 @@ from django.test.testcases import LiveServerThread, _StaticFilesHandler
 from inference.auth import api_key_cache_clear
 from inference.services import api_key_create
 from inference.session_cache import session_cache
-from tests.inference_support import FEATURES, onnx_classifier, onnx_predict, register
+from tests.inference_support import (
+    FEATURES,
+    onnx_classifier,
+    onnx_predict,
+    prediction_events_record,
+    register,
+)
 
 
 class _WideBacklogServer(ThreadedWSGIServer):
@@ -60,11 +66,7 @@ def live_url(transactional_db: None) -> Iterator[str]:
 
 @pytest.fixture
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    import inference.events
-
-    recorded: list[dict[str, Any]] = []
-    monkeypatch.setattr(inference.events, "publish_prediction_events", recorded.extend)
-    return recorded
+    return prediction_events_record(monkeypatch)
 
 
 @pytest.fixture

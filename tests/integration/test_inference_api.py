@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from inference import services
 from inference.auth import api_key_cache_clear
+from inference.event_schema import event_ids_new
 from inference.feature_store import feature_store_reset
 from inference.models import RoutingPolicy
 from inference.session_cache import session_cache
@@ -19,6 +20,7 @@ from tests.inference_support import (
     onnx_classifier,
     onnx_predict,
     onnx_regressor,
+    prediction_events_record,
     register,
 )
 
@@ -39,11 +41,7 @@ def _fresh_process_state() -> Any:
 @pytest.fixture(autouse=True)
 def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Prediction events as the publisher receives them (none reach its flusher thread)."""
-    import inference.events
-
-    recorded: list[dict[str, Any]] = []
-    monkeypatch.setattr(inference.events, "publish_prediction_events", recorded.extend)
-    return recorded
+    return prediction_events_record(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -406,11 +404,11 @@ def test_metrics_count_requests_with_bounded_labels(
 def test_event_ids_are_distinct_version_4_uuids() -> None:
     import uuid
 
-    ids = services._new_ids(1000) + services._new_ids(1000)
+    ids = event_ids_new(1000) + event_ids_new(1000)
     assert len(set(ids)) == 2000
     assert {uuid.UUID(i).version for i in ids} == {4}
     # Past 65,536 rows the formatted prefix changes too.
-    many = services._new_ids(70_000)
+    many = event_ids_new(70_000)
     assert len(set(many)) == 70_000
     assert {uuid.UUID(i).version for i in many[65_530:65_540]} == {4}
     assert all(str(uuid.UUID(i)) == i for i in many[65_530:65_540])

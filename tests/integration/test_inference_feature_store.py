@@ -28,7 +28,7 @@ ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
 def _events(monkeypatch: pytest.MonkeyPatch) -> None:
     import inference.events
 
-    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
 
 
 @pytest.fixture(autouse=True)

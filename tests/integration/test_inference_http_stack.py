@@ -47,7 +47,7 @@ def _fresh() -> Iterator[None]:
 def _no_events(monkeypatch: pytest.MonkeyPatch) -> None:
     import inference.events
 
-    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
 
 
 @pytest.fixture(scope="module")

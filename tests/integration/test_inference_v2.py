@@ -12,7 +12,12 @@ import pytest
 from inference.auth import api_key_cache_clear
 from inference.services import api_key_create
 from inference.session_cache import session_cache
-from tests.inference_support import onnx_classifier, onnx_predict, register
+from tests.inference_support import (
+    onnx_classifier,
+    onnx_predict,
+    prediction_events_record,
+    register,
+)
 
 ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, -1.0]]
 
@@ -21,7 +26,7 @@ ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, -1.0]]
 def _events(monkeypatch: pytest.MonkeyPatch) -> None:
     import inference.events
 
-    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
 
 
 @pytest.fixture(autouse=True)
@@ -189,10 +194,7 @@ def test_body_over_upload_limit_is_413(client: Any, key: str, settings: Any) -> 
 def test_infer_logs_named_features_per_row(
     client: Any, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import inference.events
-
-    recorded: list[dict[str, Any]] = []
-    monkeypatch.setattr(inference.events, "publish_prediction_events", recorded.extend)
+    recorded = prediction_events_record(monkeypatch)
     columns = [
         {"name": name, "datatype": "FP64", "shape": [2], "data": [row[j] for row in ROWS]}
         for j, name in enumerate(["x1", "x2", "x3"])

@@ -23,7 +23,7 @@ ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, -1.0]]
 def _events(monkeypatch: pytest.MonkeyPatch) -> None:
     import inference.events
 
-    monkeypatch.setattr(inference.events, "publish_prediction_events", lambda events: None)
+    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
 
 
 @pytest.fixture(autouse=True)
