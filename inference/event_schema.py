@@ -9,7 +9,9 @@ what is a poison message (dead-lettered with the reason) and what becomes a
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,38 +56,98 @@ class PredictionRecord(NamedTuple):
     created_at: float
 
 
-# Version 4 and RFC 4122 variant bits of a UUID, and the bits they occupy.
-_UUID4_BITS = (4 << 76) | (2 << 62)
-_UUID4_MASK = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+class _EventIds:
+    """Distinct version-4 UUID strings, cheaply: a random prefix per process (the first
+    four groups: 74 random bits, drawn again in a forked child) and a counter in the
+    last group (48 bits). ~0.2 us an id instead of ~1.5 us formatting 128 random bits;
+    event ids need to be unique, not unpredictable. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._draw()
+
+    def _draw(self) -> None:
+        high = (random.getrandbits(80) & ~(0xF << 28) & ~(0x3 << 14)) | (4 << 28) | (2 << 14)
+        h = f"{high:020x}"
+        self._prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-"
+        self._next = 0
+
+    def one(self) -> str:
+        with self._lock:
+            if self._next >= 1 << 48:
+                self._draw()
+            number, prefix = self._next, self._prefix
+            self._next += 1
+        return f"{prefix}{number:012x}"
+
+    def take(self, count: int) -> list[str]:
+        with self._lock:
+            if self._next + count > 1 << 48:
+                self._draw()
+            first, prefix = self._next, self._prefix
+            self._next += count
+        return [f"{prefix}{n:012x}" for n in range(first, first + count)]
+
+
+_event_ids = _EventIds()
+# ``random`` is reseeded in a forked child first, so the child's prefix is its own.
+os.register_at_fork(after_in_child=_event_ids._draw)
 
 
 def event_ids_new(count: int) -> list[str]:
-    """``count`` distinct version-4 UUID strings: one random base, the row index
-    XOR-ed into its low bits (a batch of 256 costs ~0.1 ms instead of ~0.7 ms).
-    Not uuid4(): it reads os.urandom, a system call per id that costs tens of
-    microseconds in sandboxed containers; event ids need to be unique, not secret.
-    ``random`` is reseeded in a forked child, so workers never share a sequence."""
-    base = (random.getrandbits(128) & _UUID4_MASK) | _UUID4_BITS
-    ids: list[str] = []
-    # An index below 2**16 changes only the last four hex digits: the rest of the
-    # string is formatted once per 65,536 ids (256 ids: ~45 us instead of ~120 us).
-    low = base & 0xFFFF
-    for block in range(0, count, 0x10000):
-        h = f"{(base ^ block) >> 16:028x}"
-        prefix = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-        ids += [f"{prefix}{low ^ i:04x}" for i in range(min(0x10000, count - block))]
-    return ids
+    """``count`` new event ids, distinct from every other id of any process."""
+    return _event_ids.take(count)
+
+
+class _Timestamps:
+    """``datetime.fromtimestamp(t, UTC).isoformat()`` with the date and time of day
+    formatted once per second (~0.5 us instead of ~1 us). Thread-safe: the cached
+    (second, text) pair is replaced whole."""
+
+    def __init__(self) -> None:
+        self._cached = (-1, "")
+
+    def iso(self, timestamp: float) -> str:
+        second = int(timestamp)
+        micro = round((timestamp - second) * 1_000_000)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, datetime.fromtimestamp(second, UTC).isoformat()[:19])
+            self._cached = cached
+        return f"{cached[1]}.{micro:06d}+00:00" if micro else f"{cached[1]}+00:00"
+
+
+_timestamps = _Timestamps()
 
 
 def prediction_events(record: PredictionRecord) -> list[dict[str, Any]]:
     """One event per scored row of ``record``, each with a new event id."""
     count = len(record.predictions)
-    created_at = datetime.fromtimestamp(record.created_at, UTC).isoformat()
+    created_at = _timestamps.iso(record.created_at)
+    request_id, model, version = record.request_id, record.model, record.version
+    routed_by, latency_ms = record.routed_by, record.latency_ms
+    if count == 1:  # the usual request: no per-row machinery
+        return [
+            {
+                "event_id": _event_ids.one(),
+                "request_id": request_id,
+                "row_index": 0,
+                "model": model,
+                "version": version,
+                "routed_by": routed_by,
+                "features": record.rows[0] if record.rows else {},
+                "prediction": record.predictions[0],
+                "probabilities": None if record.probabilities is None else record.probabilities[0],
+                "confidence": None if record.confidence is None else record.confidence[0],
+                "latency_ms": latency_ms,
+                "created_at": created_at,
+            }
+        ]
     rows = record.rows
     features = rows if len(rows) >= count else rows + [{} for _ in range(count - len(rows))]
     nothing = repeat(None)
-    request_id, model, version = record.request_id, record.model, record.version
-    routed_by, latency_ms = record.routed_by, record.latency_ms
     # Per-row columns zipped once: no per-row conditionals or attribute lookups.
     return [
         {

@@ -212,13 +212,13 @@ class DatabaseSink:
     def send(self, items: list[Item]) -> None:
         from django.db import DatabaseError, close_old_connections
 
-        from monitoring.services.prediction_log import prediction_log_write_events
+        from monitoring.services.prediction_log import prediction_log_write_published
 
         events = [event for topic, event in items if topic == self.prediction_topic]
         if not events:
             return
         try:
-            result = prediction_log_write_events(events=events)
+            result = prediction_log_write_published(events=events)
         except DatabaseError as exc:
             # Drop a broken connection so the next attempt opens a fresh one.
             close_old_connections()

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from django.db import (
@@ -34,6 +34,8 @@ from monitoring.models import PendingFeedback, PredictionLog
 from phoenix.exceptions import InvalidInput, NotFound
 
 logger = logging.getLogger(__name__)
+
+EventT = TypeVar("EventT")
 
 EVENTS_CONSUMED = Counter(
     "phoenix_events_consumed",
@@ -107,7 +109,7 @@ def prediction_log_write_events(
         logger.warning("%d prediction event(s) skipped, e.g. %s", invalid, reasons[0])
     if not parsed:
         return WriteResult(inserted=0, duplicates=0, invalid=invalid)
-    inserted, applied, rejected = _write_isolating(list(parsed.values()))
+    inserted, applied, rejected = _write_isolating(list(parsed.values()), _write_batch)
     if rejected:
         logger.error(
             "%d prediction event(s) rejected by the database, e.g. %s: %s",
@@ -131,23 +133,24 @@ _REJECTED_BY_DATABASE = (DataError, IntegrityError)
 
 
 def _write_isolating(
-    events: list[PredictionEvent],
-) -> tuple[int, int, list[tuple[PredictionEvent, str]]]:
+    events: list[EventT], writer: Callable[[list[EventT]], tuple[int, int]]
+) -> tuple[int, int, list[tuple[EventT, str]]]:
     """Write the batch; if the database refuses it for its data, bisect to the culprits.
 
-    Returns (inserted, feedback applied, [(rejected event, reason)]). One bad event
-    costs about log2(batch) extra statements, and only when there is one.
+    ``writer`` inserts a batch in one transaction and returns (inserted, feedback
+    applied). Returns (inserted, feedback applied, [(rejected event, reason)]). One
+    bad event costs about log2(batch) extra statements, and only when there is one.
     """
     try:
-        inserted, applied = _write_batch(events)
+        inserted, applied = writer(events)
         return inserted, applied, []
     except _REJECTED_BY_DATABASE as exc:
         if len(events) == 1:
             reason = f"database rejected the event: {str(exc).strip().splitlines()[0]}"
             return 0, 0, [(events[0], reason)]
     middle = len(events) // 2
-    first = _write_isolating(events[:middle])
-    second = _write_isolating(events[middle:])
+    first = _write_isolating(events[:middle], writer)
+    second = _write_isolating(events[middle:], writer)
     return first[0] + second[0], first[1] + second[1], first[2] + second[2]
 
 
@@ -159,12 +162,16 @@ def _write_batch(events: list[PredictionEvent]) -> tuple[int, int]:
             inserted = _insert_sqlite(events)
         else:
             inserted = _insert_orm({e.event_id: e for e in events})
-        applied = 0
-        # Pending feedback exists only with Kafka (early feedback); skip the IN query
-        # over the batch's request ids when there is none at all.
-        if PendingFeedback.objects.exists():
-            applied = _pending_feedback_apply(request_ids={e.request_id for e in events})
+        applied = _pending_feedback_apply_for({e.request_id for e in events})
     return inserted, applied
+
+
+def _pending_feedback_apply_for(request_ids: set[str]) -> int:
+    # Pending feedback exists only with Kafka (early feedback); skip the IN query
+    # over the batch's request ids when there is none at all.
+    if not PendingFeedback.objects.exists():
+        return 0
+    return _pending_feedback_apply(request_ids=request_ids)
 
 
 def _insert_orm(parsed: dict[Any, PredictionEvent]) -> int:
@@ -235,20 +242,14 @@ _PG_COLUMNS: tuple[tuple[str, str], ...] = (
 
 
 def _insert_postgresql(events: list[PredictionEvent]) -> int:
-    """One INSERT ... SELECT FROM jsonb_to_recordset(batch) ON CONFLICT DO NOTHING.
-
-    The ORM's bulk_create spends ~100 us of Python per row building SQL and adapting
-    JSON fields; in the API process that runs under the GIL next to the requests.
-    Here the batch is one orjson-encoded parameter and PostgreSQL unpacks it.
-    Returns how many rows were new.
-    """
+    """Parsed events as one JSON batch for ``_insert_postgresql_json``."""
     payload = orjson.dumps(
         [
             {
                 "event_id": str(e.event_id),
                 "request_id": e.request_id,
                 "row_index": e.row_index,
-                "model_name": e.model,
+                "model": e.model,
                 "version": e.version,
                 "routed_by": e.routed_by,
                 "features": e.features,
@@ -263,21 +264,77 @@ def _insert_postgresql(events: list[PredictionEvent]) -> int:
         option=orjson.OPT_SERIALIZE_NUMPY,
         default=str,
     ).decode()
+    return _insert_postgresql_json(payload)
+
+
+def _insert_postgresql_json(payload: str) -> int:
+    """One INSERT ... SELECT FROM jsonb_to_recordset(batch) ON CONFLICT DO NOTHING.
+
+    ``payload``: a JSON array of events (the event's keys; "model" fills model_name).
+    The ORM's bulk_create spends ~100 us of Python per row building SQL and adapting
+    JSON fields; in the API process that runs under the GIL next to the requests.
+    Here the batch is one parameter and PostgreSQL unpacks it. Returns how many rows
+    were new.
+    """
     table = connection.ops.quote_name(PredictionLog._meta.db_table)
     names = ", ".join(name for name, _ in _PG_COLUMNS)
+
+    def key(column: str) -> str:
+        return "model" if column == "model_name" else column
+
     # A JSON null becomes the jsonb value 'null'; the ORM stores None as SQL NULL.
     selected = ", ".join(
-        f"NULLIF({name}, 'null'::jsonb)" if kind == "jsonb" else name for name, kind in _PG_COLUMNS
+        f"NULLIF({key(name)}, 'null'::jsonb)" if kind == "jsonb" else key(name)
+        for name, kind in _PG_COLUMNS
     )
-    record = ", ".join(f"{name} {kind}" for name, kind in _PG_COLUMNS)
+    record = ", ".join(f"{key(name)} {kind}" for name, kind in _PG_COLUMNS)
     sql = (
         f"INSERT INTO {table} ({names}) "  # noqa: S608 - identifiers are ours
         f"SELECT {selected} FROM jsonb_to_recordset(%s::jsonb) AS t({record}) "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING 1"
+        "ON CONFLICT (event_id) DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [payload])
-        return len(cursor.fetchall())
+        return max(int(cursor.rowcount), 0)
+
+
+def prediction_log_write_published(*, events: Sequence[dict[str, Any]]) -> WriteResult:
+    """Insert events this deployment's publisher built (``event_schema.prediction_events``),
+    for the embedded backend's flusher; ids already stored are skipped.
+
+    On PostgreSQL the batch goes to the database as the JSON it already is: no Python
+    parse per event (what ``prediction_log_write_events`` does for messages from outside
+    costs ~7 us an event, on the API process's GIL). The database's casts and
+    constraints are the check; an event it refuses is set aside by the same bisection,
+    logged and returned as rejected. Other databases take the parsing path.
+    """
+    if connection.vendor != "postgresql" or not events:
+        return prediction_log_write_events(events=events)
+    inserted, applied, refused = _write_isolating(list(events), _write_published_batch)
+    rejected: list[tuple[PredictionEvent, str]] = []
+    invalid = 0
+    for raw, reason in refused:
+        try:
+            rejected.append((parse_event(raw), reason))
+        except InvalidEvent as exc:
+            invalid += 1
+            reason = exc.reason
+        logger.error("prediction event %s rejected: %s", raw.get("event_id"), reason)
+    return WriteResult(
+        inserted=inserted,
+        duplicates=len(events) - inserted - len(refused),
+        invalid=invalid,
+        feedback_applied=applied,
+        rejected=tuple(rejected),
+    )
+
+
+def _write_published_batch(events: list[dict[str, Any]]) -> tuple[int, int]:
+    payload = orjson.dumps(events, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
+    with transaction.atomic():
+        inserted = _insert_postgresql_json(payload)
+        applied = _pending_feedback_apply_for({str(e.get("request_id")) for e in events})
+    return inserted, applied
 
 
 # --- feedback -------------------------------------------------------------------------

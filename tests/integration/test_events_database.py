@@ -11,9 +11,20 @@ import pytest
 
 from inference.events import EventPublisher, PublisherConfig
 from monitoring.models import PredictionLog
-from monitoring.services.prediction_log import prediction_log_write_events
+from monitoring.services.prediction_log import (
+    prediction_log_write_events,
+    prediction_log_write_published,
+)
 
 TOPIC = "inference-events"
+
+# The service for events from outside (Kafka: parsed and checked one by one) and the
+# embedded backend's fast path for events its own publisher built: same rows.
+WRITERS = pytest.mark.parametrize(
+    "write",
+    [prediction_log_write_events, prediction_log_write_published],
+    ids=["parsed", "published"],
+)
 
 
 def make_events(
@@ -117,13 +128,14 @@ def test_readiness_reports_the_event_bus(client: Any) -> None:
     assert component["backend"] == "database"
 
 
+@WRITERS
 @pytest.mark.django_db
-def test_rows_keep_every_field_and_null_stays_null() -> None:
+def test_rows_keep_every_field_and_null_stays_null(write: Any) -> None:
     events = make_events(2)
     events[1]["probabilities"] = None
     events[1]["confidence"] = None
 
-    prediction_log_write_events(events=events)
+    write(events=events)
 
     full = PredictionLog.objects.get(event_id=events[0]["event_id"])
     assert full.probabilities == [0.3, 0.7]
@@ -133,15 +145,42 @@ def test_rows_keep_every_field_and_null_stays_null() -> None:
     assert PredictionLog.objects.filter(confidence__isnull=True).count() == 1
 
 
+@WRITERS
 def test_an_event_postgresql_refuses_is_set_aside_and_the_rest_written(
-    postgres_db: None,
+    postgres_db: None, write: Any
 ) -> None:
     events = make_events(9)
     events[4]["features"] = {"note": "nul \u0000 inside"}  # jsonb cannot store U+0000
 
-    result = prediction_log_write_events(events=events)
+    result = write(events=events)
 
     assert result.inserted == 8
     assert [str(event.event_id) for event, _ in result.rejected] == [events[4]["event_id"]]
     assert "database rejected" in result.rejected[0][1]
     assert PredictionLog.objects.count() == 8
+
+
+@pytest.mark.django_db
+def test_published_events_skip_ids_already_stored_and_repeated_in_the_batch() -> None:
+    events = make_events(6)
+    prediction_log_write_published(events=events[:2])
+
+    result = prediction_log_write_published(events=[*events, events[3]])
+
+    assert (result.inserted, result.duplicates) == (4, 3)
+    assert PredictionLog.objects.count() == 6
+    row = PredictionLog.objects.get(event_id=events[5]["event_id"])
+    assert (row.model_name, row.row_index, row.features) == ("credit", 5, {"x1": 5.0, "x2": 0.5})
+
+
+def test_a_published_event_with_a_too_long_request_id_is_rejected_alone(
+    postgres_db: None,
+) -> None:
+    events = make_events(5)
+    events[2]["request_id"] = "r" * 65  # a client's id longer than the column
+
+    result = prediction_log_write_published(events=events)
+
+    assert result.inserted == 4
+    assert result.invalid + len(result.rejected) == 1
+    assert PredictionLog.objects.count() == 4
