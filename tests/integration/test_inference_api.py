@@ -11,7 +11,6 @@ from rest_framework.test import APIClient
 
 from inference import services
 from inference.auth import api_key_cache_clear
-from inference.event_schema import event_ids_new
 from inference.feature_store import feature_store_reset
 from inference.models import RoutingPolicy
 from inference.session_cache import session_cache
@@ -399,19 +398,6 @@ def test_metrics_count_requests_with_bounded_labels(
     assert f"phoenix_model_loaded{{{loaded}}} 1.0" in text
     assert "phoenix_prediction_confidence_bucket" in text
     assert "phoenix_inference_model_seconds_bucket" in text
-
-
-def test_event_ids_are_distinct_version_4_uuids() -> None:
-    import uuid
-
-    ids = event_ids_new(1000) + event_ids_new(1000)
-    assert len(set(ids)) == 2000
-    assert {uuid.UUID(i).version for i in ids} == {4}
-    # Past 65,536 rows the formatted prefix changes too.
-    many = event_ids_new(70_000)
-    assert len(set(many)) == 70_000
-    assert {uuid.UUID(i).version for i in many[65_530:65_540]} == {4}
-    assert all(str(uuid.UUID(i)) == i for i in many[65_530:65_540])
 
 
 def test_archived_version_cannot_be_pinned(
