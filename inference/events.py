@@ -17,7 +17,8 @@ Nothing is dropped silently:
 * when the sink answers again the journal is replayed oldest first and each
   segment deleted only after the sink acknowledged it; a restarted process
   replays what a dead one left;
-* at exit (atexit) the buffer is flushed best-effort, falling back to the journal.
+* at shutdown (the ASGI lifespan's, or atexit) the buffer is flushed, falling back
+  to the journal.
 """
 
 from __future__ import annotations
@@ -395,14 +396,21 @@ def event_publishing_status() -> dict[str, Any]:
     return _publisher.status()
 
 
-@atexit.register
-def _flush_at_exit() -> None:
+def event_publishing_stop() -> None:
+    """Ship what this process buffered (the journal takes what the backend will not)
+    and stop the flusher; for a server's shutdown. Never raises; idempotent."""
     publisher = _publisher
     if publisher is not None and publisher.running:
         try:
             publisher.stop(timeout_s=5.0)
         except Exception:  # best effort: the journal holds what could not be sent
-            logger.exception("event flush at exit failed")
+            logger.exception("final event flush failed")
+
+
+# Processes that end normally (management commands, Celery, granian, Ctrl-C) flush here.
+# uvicorn ends a SIGTERM-ed worker by re-raising the signal, so no atexit hook runs
+# there: phoenix.asgi flushes on the ASGI lifespan shutdown instead.
+atexit.register(event_publishing_stop)
 
 
 def _readiness() -> Any:

@@ -8,6 +8,8 @@
 - ``/v2`` (Open Inference Protocol) is a thin Channels consumer over the same
   predict service, built for throughput.
 - Websockets (live dashboards) go through Channels with session authentication.
+- The lifespan scope flushes the prediction event buffer at shutdown
+  (phoenix/lifespan.py): run uvicorn with ``--lifespan on``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from inference.api.v2_consumer import OpenInferenceConsumer  # noqa: E402
 from inference.session_cache import preload  # noqa: E402
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
 from phoenix.http_stack import INFERENCE_ROUTE, HTTPApplication, OneHopWSGI  # noqa: E402
+from phoenix.lifespan import lifespan_app  # noqa: E402
 
 # Warm every servable model before the first request (PHOENIX_PRELOAD_MODELS);
 # /readyz says ready only once they are.
@@ -60,5 +63,6 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": lifespan_app,
     }
 )

@@ -53,8 +53,9 @@ def stack_processes(
                 "--workers",
                 str(workers),
                 "--no-access-log",
+                # The lifespan shutdown flushes the event buffer (phoenix/lifespan.py).
                 "--lifespan",
-                "off",
+                "on",
             ],
             env={"PHOENIX_PRELOAD_MODELS": "1"},
         ),

@@ -61,8 +61,8 @@ def server(app: str, *, port: int, workers: int, env: dict[str, str]) -> Iterato
     process = subprocess.Popen(
         [
             *(sys.executable, "-m", "uvicorn", app, "--port", str(port)),
-            *("--workers", str(workers), "--no-access-log", "--lifespan", "off"),
-            *("--log-level", "warning"),
+            *("--workers", str(workers), "--no-access-log", "--lifespan", "on"),
+            *("--log-level", os.environ.get("BENCH_UVICORN_LOG_LEVEL", "warning")),
         ],
         cwd=ROOT,
         env={**os.environ, **env, "PHOENIX_PRELOAD_MODELS": "1"},

@@ -56,6 +56,18 @@ def postgres_db(db: None) -> None:
         service_unavailable("needs PostgreSQL: set DATABASE_URL=postgres://...")
 
 
+def database_url_for_servers() -> str:
+    """A DATABASE_URL for the PostgreSQL test database, for server processes a test
+    starts (they see what a ``transactional_db`` test commits)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    user = s.get("USER") or "postgres"
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+
+
 # --- Redis ------------------------------------------------------------------
 
 

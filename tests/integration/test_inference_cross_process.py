@@ -19,20 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import database_url_for_servers, free_port, wait_for_port
 from tests.inference_support import onnx_classifier, register
 
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
-
-
-def _database_url() -> str:
-    from django.db import connection
-
-    s = connection.settings_dict
-    user = s.get("USER") or "postgres"
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -44,7 +34,7 @@ def server(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "phoenix.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url_for_servers(),
         "REDIS_URL": redis_url,
         "PHOENIX_PRELOAD_MODELS": "1",
         "PHOENIX_MEDIA_ROOT": str(settings.MEDIA_ROOT),
