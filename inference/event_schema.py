@@ -88,10 +88,15 @@ class _EventIds:
             self._next += count
         return [f"{prefix}{n:012x}" for n in range(first, first + count)]
 
+    def after_fork(self) -> None:
+        # A new lock (another thread may have held the parent's at the fork) and a new
+        # prefix (``random`` is reseeded in the child first, so the prefix is its own).
+        self._lock = threading.Lock()
+        self._draw()
+
 
 _event_ids = _EventIds()
-# ``random`` is reseeded in a forked child first, so the child's prefix is its own.
-os.register_at_fork(after_in_child=_event_ids._draw)
+os.register_at_fork(after_in_child=_event_ids.after_fork)
 
 
 def event_ids_new(count: int) -> list[str]:

@@ -31,7 +31,7 @@ from phoenix.exceptions import (
     status_for,
 )
 
-from . import metrics, routing
+from . import events, metrics, routing
 from .auth import api_key_authorize
 from .event_schema import PredictionRecord
 from .feature_store import FeatureStatus, FeatureStoreUnavailable, feature_store
@@ -368,11 +368,8 @@ def _record(
 
 def _publish(record: PredictionRecord) -> None:
     try:
-        from .events import publish_prediction
-    except ImportError:  # event publishing not installed: serving must not depend on it
-        return
-    try:
-        publish_prediction(record)
+        # Looked up on the module each time, so tests can replace it.
+        events.publish_prediction(record)
     except Exception:
         logger.exception("could not publish %d prediction event(s)", len(record.predictions))
 

@@ -7,7 +7,7 @@ load generator shares the two cores:
 
 1. ``publish_prediction`` alone (one single-row record): the publisher's share of the
    request path.
-2. Predict p50/p99 with the pipeline off (no event built, publish a no-op) and on, in
+2. Predict p50/p99 with the pipeline off (no event record built, publish a no-op) and on, in
    interleaved blocks ``off on off on ... off``; each "on" block's p50 is compared with
    the mean p50 of the "off" blocks either side of it (cancels linear drift). Each block
    starts with an untimed lead-in of one flush batch in its own mode, so an "on" block
