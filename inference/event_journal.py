@@ -67,9 +67,15 @@ class EventJournal:
             self._active, self._active_path, self._pid = None, None, os.getpid()
         if self._active is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            path = self.directory / f"active-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-            handle = path.open("ab")
+            name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            # Locked under a name replay ignores, then renamed (the lock stays with the
+            # open file): an ``active`` file is never seen unlocked, which a replay
+            # (another thread or process) would take for a dead process's and claim.
+            creating = self.directory / f"creating-{name}.tmp"
+            handle = creating.open("ab")
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = self.directory / f"active-{name}.jsonl"
+            os.rename(creating, path)
             self._active, self._active_path = handle, path
         return self._active
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import uuid
 from pathlib import Path
 
@@ -87,6 +88,30 @@ def test_a_live_writers_active_segment_is_not_replayed_by_another(tmp_path: Path
 
     assert _collect(other) == []
     assert _collect(live) == [0, 1]
+
+
+def test_a_new_active_segment_is_never_listed_before_it_is_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A replay that lists the folder while a writer creates its segment must not see an
+    # unlocked "active" file: it would lock it as a dead process's, and the writer's own
+    # lock (and the events it was spilling) would fail.
+    writer = EventJournal(tmp_path)
+    replayer = EventJournal(tmp_path)
+    listed_at_lock: list[list[str]] = []
+    real_flock = fcntl.flock
+
+    def flock_after_a_listing(fd: int, operation: int) -> None:
+        listed_at_lock.append([p.name for p in replayer.pending_segments()])
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_listing)
+    writer.append(_records(0, 2))
+    monkeypatch.undo()
+
+    assert listed_at_lock == [[]]
+    assert _collect(replayer) == []  # the live writer's segment is its own
+    assert _collect(writer) == [0, 1]
 
 
 def test_a_torn_last_line_is_skipped_and_counted(tmp_path: Path) -> None:
