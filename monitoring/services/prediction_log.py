@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -192,37 +192,87 @@ def _json_text(value: Any) -> str | None:
 
 
 def _insert_sqlite(events: list[PredictionEvent]) -> int:
-    """``INSERT OR IGNORE`` through one ``executemany`` (the embedded default).
+    """Parsed events as rows for ``_insert_sqlite_rows``."""
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    return _insert_sqlite_rows(
+        [
+            (
+                e.event_id.hex,
+                e.request_id,
+                e.row_index,
+                e.model,
+                e.version,
+                e.routed_by,
+                _json_text(e.features),
+                _json_text(e.prediction),
+                _json_text(e.probabilities),
+                e.confidence,
+                e.latency_ms,
+                adapt_datetime(e.created_at),
+            )
+            for e in events
+        ]
+    )
+
+
+def _insert_sqlite_rows(rows: list[tuple[Any, ...]]) -> int:
+    """One ``executemany`` (the embedded default), skipping event ids already stored.
 
     Values are stored as Django stores them on SQLite (uuid as 32 hex digits, JSON as
     text, datetimes through the backend's own adapter), without the ORM's per-row
-    SQL compilation. Returns how many rows were new.
+    SQL compilation. ``ON CONFLICT (event_id) DO NOTHING``, not ``INSERT OR IGNORE``:
+    that would also skip a row breaking a NOT NULL constraint, silently. Returns how
+    many rows were new.
     """
-    adapt_datetime = connection.ops.adapt_datetimefield_value
-    rows = [
-        (
-            e.event_id.hex,
-            e.request_id,
-            e.row_index,
-            e.model,
-            e.version,
-            e.routed_by,
-            _json_text(e.features),
-            _json_text(e.prediction),
-            _json_text(e.probabilities),
-            e.confidence,
-            e.latency_ms,
-            adapt_datetime(e.created_at),
-        )
-        for e in events
-    ]
     table = connection.ops.quote_name(PredictionLog._meta.db_table)
     names = ", ".join(name for name, _ in _PG_COLUMNS)
     placeholders = ", ".join("%s" for _ in _PG_COLUMNS)
-    sql = f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({placeholders})"  # noqa: S608
+    sql = (
+        f"INSERT INTO {table} ({names}) VALUES ({placeholders}) "  # noqa: S608
+        "ON CONFLICT (event_id) DO NOTHING"
+    )
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
         return max(int(cursor.rowcount), 0)
+
+
+def _sqlite_rows_published(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Rows as ``_insert_sqlite`` makes them, from events this deployment built. A
+    missing or malformed field becomes NULL, which the NOT NULL constraints refuse."""
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    stamps: dict[Any, Any] = {}  # the rows of one request share their timestamp
+
+    def stored_at(value: Any) -> Any:
+        if value not in stamps:
+            try:
+                stamps[value] = adapt_datetime(datetime.fromisoformat(value))
+            except (TypeError, ValueError):
+                stamps[value] = None
+        return stamps[value]
+
+    def hex_of(value: Any) -> str | None:
+        if not isinstance(value, str) or len(value) != 36:
+            return None
+        return value.replace("-", "")
+
+    get = dict.get
+    return [
+        (
+            hex_of(get(e, "event_id")),
+            get(e, "request_id"),
+            get(e, "row_index"),
+            get(e, "model"),
+            get(e, "version"),
+            get(e, "routed_by"),
+            _json_text(get(e, "features")),
+            _json_text(get(e, "prediction")),
+            _json_text(get(e, "probabilities")),
+            get(e, "confidence"),
+            get(e, "latency_ms"),
+            stored_at(get(e, "created_at")),
+        )
+        for e in events
+    ]
 
 
 _PG_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -302,13 +352,14 @@ def prediction_log_write_published(*, events: Sequence[dict[str, Any]]) -> Write
     """Insert events this deployment's publisher built (``event_schema.prediction_events``),
     for the embedded backend's flusher; ids already stored are skipped.
 
-    On PostgreSQL the batch goes to the database as the JSON it already is: no Python
-    parse per event (what ``prediction_log_write_events`` does for messages from outside
-    costs ~7 us an event, on the API process's GIL). The database's casts and
-    constraints are the check; an event it refuses is set aside by the same bisection,
-    logged and returned as rejected. Other databases take the parsing path.
+    No Python parse per event (what ``prediction_log_write_events`` does for messages
+    from outside costs ~7 us an event, on the API process's GIL): on PostgreSQL the
+    batch goes to the database as the JSON it already is, on SQLite as rows made
+    straight from the dicts. The database's casts and constraints are the check; an
+    event it refuses is set aside by the same bisection, logged and returned as
+    rejected. Other databases take the parsing path.
     """
-    if connection.vendor != "postgresql" or not events:
+    if connection.vendor not in ("postgresql", "sqlite") or not events:
         return prediction_log_write_events(events=events)
     inserted, applied, refused = _write_isolating(list(events), _write_published_batch)
     rejected: list[tuple[PredictionEvent, str]] = []
@@ -330,9 +381,12 @@ def prediction_log_write_published(*, events: Sequence[dict[str, Any]]) -> Write
 
 
 def _write_published_batch(events: list[dict[str, Any]]) -> tuple[int, int]:
-    payload = orjson.dumps(events, option=orjson.OPT_SERIALIZE_NUMPY, default=str).decode()
     with transaction.atomic():
-        inserted = _insert_postgresql_json(payload)
+        if connection.vendor == "postgresql":
+            payload = orjson.dumps(events, option=orjson.OPT_SERIALIZE_NUMPY, default=str)
+            inserted = _insert_postgresql_json(payload.decode())
+        else:
+            inserted = _insert_sqlite_rows(_sqlite_rows_published(events))
         applied = _pending_feedback_apply_for({str(e.get("request_id")) for e in events})
     return inserted, applied
 

@@ -184,3 +184,36 @@ def test_a_published_event_with_a_too_long_request_id_is_rejected_alone(
     assert result.inserted == 4
     assert result.invalid + len(result.rejected) == 1
     assert PredictionLog.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_both_writers_store_the_same_row_for_the_same_event() -> None:
+    parsed_events = make_events(3)
+    parsed_events[2]["probabilities"] = None
+    published_events = [{**e, "event_id": str(uuid.uuid4())} for e in parsed_events]
+
+    prediction_log_write_events(events=parsed_events)
+    prediction_log_write_published(events=published_events)
+
+    fields = [f.name for f in PredictionLog._meta.fields if f.name not in ("id", "event_id")]
+
+    def stored(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        ids = [e["event_id"] for e in events]
+        rows = {
+            str(r["event_id"]): r for r in PredictionLog.objects.filter(event_id__in=ids).values()
+        }
+        return [tuple(rows[i][f] for f in fields) for i in ids]
+
+    assert stored(published_events) == stored(parsed_events)
+
+
+@pytest.mark.django_db
+def test_a_published_event_missing_a_field_is_set_aside_not_written_blank() -> None:
+    events = make_events(4)
+    del events[1]["created_at"]
+
+    result = prediction_log_write_published(events=events)
+
+    assert result.inserted == 3
+    assert result.invalid + len(result.rejected) == 1
+    assert not PredictionLog.objects.filter(event_id=events[1]["event_id"]).exists()
