@@ -1,9 +1,10 @@
 """The one prediction service behind both adapters (REST v1 and Open Inference Protocol v2).
 
 A warm request: authorize the key (cached), route with the cached plan, build the
-input tensor from the body (or the feature store), run ONNX Runtime, publish one
-event per row to the in-process buffer, count metrics. No database query and no
-network call unless the client asked for an entity's features.
+input tensor from the body (or the feature store), run ONNX Runtime, hand the event
+publisher one record of the request (its per-row events are built off the request
+thread), count metrics. No database query and no network call unless the client
+asked for an entity's features.
 """
 
 from __future__ import annotations
