@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,18 @@ def bench_setup(prefix: str) -> tuple[str, str]:
     folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
     model_version_register(model_name=name, file=build_model(folder / "m.onnx"), stage="production")
     return name, api_key_create(name=prefix)[1]
+
+
+def rows_wait(
+    count: Callable[[], int], expected: int, *, timeout_s: float, poll_s: float, settle_s: float
+) -> int:
+    """Poll ``count()`` until it reaches ``expected`` (or ``timeout_s``), wait ``settle_s``
+    more so that anything beyond the expected count would show up, and return it."""
+    deadline = time.monotonic() + timeout_s
+    while count() < expected and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    time.sleep(settle_s)
+    return count()
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -187,6 +199,8 @@ def main() -> None:
     parser.add_argument("--batch-rows", type=int, default=64, help="rows per batch request")
     parser.add_argument("--batch-burst", type=int, default=300, help="batch requests in e2e")
     args = parser.parse_args()
+    if args.blocks < 2:
+        parser.error("--blocks must be at least 2 (the spread needs two pairs)")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
 
     name, key = bench_setup("bench-events")
@@ -280,12 +294,8 @@ def main() -> None:
         )
         return published
 
-    def wait_for_rows(expected: int, timeout_s: float = 120) -> int:
-        deadline = time.monotonic() + timeout_s
-        while rows_logged() < expected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1.0)  # anything beyond the expected count would show up now
-        return rows_logged()
+    def wait_for_rows(expected: int) -> int:
+        return rows_wait(rows_logged, expected, timeout_s=120, poll_s=0.05, settle_s=1.0)
 
     class DiscardingSink:
         """Takes batches and drops them: what the API process itself pays (publish,

@@ -43,7 +43,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "phoenix.settings")
 os.environ.setdefault("PHOENIX_DATA_DIR", str(ROOT / "var" / "bench-events"))
 os.environ.setdefault("PHOENIX_LOG_LEVEL", "WARNING")
 
-from bench_events import bench_setup, paired_summary, tansu_broker  # noqa: E402
+from bench_events import bench_setup, paired_summary, rows_wait, tansu_broker  # noqa: E402
 from bench_predict import build_request, run_level  # noqa: E402
 
 FEATURES = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="'on' runs per mode")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the spread needs two pairs)")
     levels = [int(c) for c in args.concurrency.split(",")]
 
     name, key = bench_setup("bench-events-http")
@@ -113,12 +115,8 @@ def main() -> None:
         connection.close()
         return count
 
-    def rows_wait(expected: int, timeout_s: float = 60) -> int:
-        deadline = time.monotonic() + timeout_s
-        while rows_logged() < expected and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(0.5)  # anything beyond the expected count would show up now
-        return rows_logged()
+    def rows_arrived(expected: int) -> int:
+        return rows_wait(rows_logged, expected, timeout_s=60, poll_s=0.2, settle_s=0.5)
 
     def measure(app: str, port: int, env: dict[str, str]) -> tuple[dict[int, Any], int]:
         body = json.dumps({"features": FEATURES}).encode()
@@ -172,7 +170,7 @@ def main() -> None:
                     logged += ok
                     # Stopped servers flush on the way out: nothing may be missing now
                     # (with Kafka, once the consumer caught up).
-                    got = rows_wait(before + logged) - before
+                    got = rows_arrived(before + logged) - before
                     if got != logged:
                         print(f"[{mode}] run {run}: {got}/{logged} rows  MISMATCH")
             seconds = time.monotonic() - began
@@ -195,7 +193,7 @@ def main() -> None:
                     f"range of pairs {100 * (min(low, median) - 1):+.1f}% .. "
                     f"{100 * (max(high, median) - 1):+.1f}% interquartile)"
                 )
-            got = rows_wait(before + logged) - before
+            got = rows_arrived(before + logged) - before
             print(
                 f"[{mode}] {got}/{logged} rows for the successful 'on' requests "
                 f"({seconds:.0f} s, load average {os.getloadavg()[0]:.2f})"

@@ -250,7 +250,8 @@ def test_a_full_batch_wakes_the_flusher_for_whole_batches_only(tmp_path: Path) -
         original_send(items)
 
     sink.send = counting_send  # type: ignore[method-assign]
-    publisher = EventPublisher(_config(tmp_path, flush_interval_s=0.5), sink=sink)
+    # An interval far longer than the first check below takes, even on a loaded machine.
+    publisher = EventPublisher(_config(tmp_path, flush_interval_s=2.0), sink=sink)
     try:
         publisher.publish(_items(0, 25))  # two whole batches of 10 and 5 left over
 
