@@ -57,10 +57,22 @@ def api_key_cache_clear() -> None:
         _cache.clear()
 
 
+def api_key_cached(key: str | None) -> ApiKeyPrincipal | None:
+    """The principal of a key known valid in this process, or None; never queries.
+
+    What the event-loop data plane authenticates with: a key that is not cached
+    (new, unknown, revoked, or the cache was just cleared) goes the way that may
+    read the database.
+    """
+    if not key:
+        return None
+    cached = _cache.get(key_hash(key))
+    return cached[0] if cached is not None else None
+
+
 def api_key_is_cached(key: str) -> bool:
     """Whether ``key`` is known-valid here without a query (a warm request)."""
-    cached = _cache.get(key_hash(key))
-    return cached is not None and cached[0] is not None
+    return api_key_cached(key) is not None
 
 
 def api_key_authenticate(*, key: str | None) -> ApiKeyPrincipal:

@@ -694,17 +694,16 @@ def online_features_write(
         raise DependencyUnavailable(str(exc), details={"backend": store.backend}) from exc
 
 
-def warm_execution(*, key: str | None, model_name: str, version: str | None) -> str | None:
-    """How an async adapter should run a request, or None when it may touch the database.
+def warm_execution(*, model_name: str, version: str | None) -> str | None:
+    """How an async adapter should run a request whose API key is already cached here,
+    or None when serving it may touch the database.
 
-    "inline": key and plan cached, sessions loaded, and every model involved (shadow
-    included) is cheaper than a thread hop: run it on the event loop. "pool": warm, but
-    a model is heavier: run it on a worker thread (any; no database is needed).
+    "inline": plan read, sessions loaded, and every model involved (shadow included)
+    is cheaper than a thread hop: run it on the event loop. "pool": warm, but a model
+    is heavier: run it on a worker thread (any; no database is needed).
     """
-    from .auth import api_key_is_cached
-
     plans = session_cache.loaded_plans()
-    if not key or plans is None or not api_key_is_cached(key):
+    if plans is None:
         return None
     plan = plans.get(model_name)
     candidates: list[ServedVersion | None]

@@ -3,10 +3,13 @@
 - HTTP runs Django's ordinary (sync) request stack on a thread pool through a2wsgi.
   Django's own ASGI handler hops threads for every sync middleware and view and
   served the DRF predict endpoint about 3x slower here (docs/BENCHMARKS.md).
+- The data plane (``inference.api.dataplane``) answers warm REST predict and v2
+  infer calls itself, in front of everything else: no Django request machinery,
+  usually no thread hop. What it declines goes on below.
 - The REST predict URL gets Django with a slim middleware stack, in one thread hop
   per request (phoenix/http_stack.py).
 - ``/v2`` (Open Inference Protocol) is a thin Channels consumer over the same
-  predict service, built for throughput.
+  predict service (metadata, readiness, and infer calls the data plane declined).
 - Websockets (live dashboards) go through Channels with session authentication.
 - The lifespan scope flushes the prediction event buffer at shutdown
   (phoenix/lifespan.py): run uvicorn with ``--lifespan on``.
@@ -30,6 +33,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from inference.api.dataplane import DataPlane  # noqa: E402
 from inference.api.v2_consumer import OpenInferenceConsumer  # noqa: E402
 from inference.session_cache import preload  # noqa: E402
 from monitoring.routing import websocket_urlpatterns  # noqa: E402
@@ -51,7 +55,7 @@ inference_http_app = OneHopWSGI(
     max_buffered=settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440,
 )
 
-application = ProtocolTypeRouter(
+site = ProtocolTypeRouter(
     {
         "http": URLRouter(
             [
@@ -66,3 +70,5 @@ application = ProtocolTypeRouter(
         "lifespan": lifespan_app,
     }
 )
+
+application = DataPlane(site, django_rest=inference_http_app, executor=django_http_app.executor)

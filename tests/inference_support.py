@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,53 @@ def prediction_events_record(monkeypatch: Any) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(inference.events, "publish_prediction", record)
     return recorded
+
+
+def wsgi_call(
+    app: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """Call a WSGI application in this thread, keeping the test's database transaction."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "testserver",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
+    }
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, pairs: list[tuple[str, str]], exc: Any = None) -> Any:
+        seen["status"], seen["headers"] = int(status[:3]), dict(pairs)
+        return lambda chunk: None
+
+    # As Django's test client does: closing "old" connections at the request's start
+    # and end would close the test's transaction on PostgreSQL.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        iterable = app(environ, start_response)
+        try:
+            content = b"".join(iterable)
+        finally:
+            iterable.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return seen["status"], seen["headers"], content

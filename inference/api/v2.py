@@ -26,9 +26,14 @@ from django.views.decorators.csrf import csrf_exempt
 from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, TooLarge, status_for
 from phoenix.health import readiness_report
 
-from ..auth import api_key_authenticate, api_key_authorize, api_key_from_headers
+from ..auth import (
+    api_key_authenticate,
+    api_key_authorize,
+    api_key_cached,
+    api_key_from_headers,
+)
 from ..selectors import ServedVersion
-from ..services import Prediction, tensor_infer
+from ..services import Prediction, tensor_infer, warm_execution
 from ..session_cache import session_cache
 
 SERVER_NAME = "phoenix"
@@ -388,19 +393,27 @@ def handle(method: str, path: str, headers: Mapping[str, str], body: bytes) -> P
         return _error(error)
 
 
-def infer_execution(method: str, path: str, headers: Mapping[str, str]) -> str | None:
-    """For an async server: "inline" (warm, tiny model: answer on the event loop),
-    "pool" (warm, heavier model: any worker thread), or None (may touch the database)."""
-    if method != "POST":
-        return None
+def infer_route(path: str) -> tuple[str, str | None] | None:
+    """(model, version or None) of an infer path, else None."""
     match = _MODEL_PATH.match(path)
     if match is None or match["action"] != "infer":
         return None
-    from ..services import warm_execution
+    return match["name"], match["version"]
 
-    return warm_execution(
-        key=api_key_from_headers(headers), model_name=match["name"], version=match["version"]
-    )
+
+def infer_execution(method: str, path: str, headers: Mapping[str, str], body: bytes) -> str | None:
+    """For an async server: "inline" (warm, tiny model: answer on the event loop),
+    "pool" (warm, heavier model or a feature-store lookup: any worker thread), or None
+    (may touch the database: the key is not cached here, or the process is cold)."""
+    route = infer_route(path) if method == "POST" else None
+    if route is None or api_key_cached(api_key_from_headers(headers)) is None:
+        return None
+    execution = warm_execution(model_name=route[0], version=route[1])
+    if execution == "inline" and b'"entity_id"' in body:
+        # The feature store is a network call (Redis) or a query (embedded): not on
+        # the loop. A false positive (the text elsewhere in the body) costs one hop.
+        return "pool"
+    return execution
 
 
 @csrf_exempt

@@ -25,7 +25,7 @@ class OpenInferenceConsumer(AsyncHttpConsumer):  # type: ignore[misc]
             {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         )
         method, path = scope["method"], scope["path"]
-        execution = v2.infer_execution(method, path, headers)
+        execution = v2.infer_execution(method, path, headers, body)
         if execution == "inline":
             result = v2.handle(method, path, headers, body)
         elif execution == "pool":

@@ -6,7 +6,6 @@ the WSGI and ASGI applications themselves.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +18,7 @@ from channels.testing import HttpCommunicator
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
+from django.core.signals import request_finished
 from django.middleware.csrf import CsrfViewMiddleware
 from prometheus_client import REGISTRY
 
@@ -28,7 +26,7 @@ from inference.auth import api_key_cache_clear
 from inference.services import api_key_create
 from inference.session_cache import session_cache
 from phoenix.http_stack import INFERENCE_PATHS, HTTPApplication, OneHopWSGI
-from tests.inference_support import onnx_classifier, onnx_predict, register
+from tests.inference_support import onnx_classifier, onnx_predict, register, wsgi_call
 
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
 SKIPPED = [SessionMiddleware, CsrfViewMiddleware, AuthenticationMiddleware, MessageMiddleware]
@@ -64,52 +62,6 @@ def key(db: None, model_file: Path) -> str:
 @pytest.fixture(scope="module")
 def app() -> HTTPApplication:
     return HTTPApplication()
-
-
-def wsgi_call(
-    app: Any, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "testserver",
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": io.StringIO(),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        "wsgi.version": (1, 0),
-    }
-    for name, value in (headers or {}).items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    seen: dict[str, Any] = {}
-
-    def start_response(status: str, pairs: list[tuple[str, str]], exc: Any = None) -> Any:
-        seen["status"], seen["headers"] = int(status[:3]), dict(pairs)
-        return lambda chunk: None
-
-    # As Django's test client does: closing "old" connections at the request's start
-    # and end would close the test's transaction on PostgreSQL.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        iterable = app(environ, start_response)
-        try:
-            content = b"".join(iterable)
-        finally:
-            iterable.close()
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-    return seen["status"], seen["headers"], content
 
 
 def predict_body(row: dict[str, float] = ROW) -> bytes:

@@ -67,9 +67,9 @@ def test_infer_cold_then_warm_through_asgi(db: None, tmp_path: Path) -> None:
     labels, _ = onnx_predict(path, ROWS)
     headers = {"X-API-Key": key}
 
-    assert v2.infer_execution("POST", "/v2/models/credit/infer", headers) is None
+    assert v2.infer_execution("POST", "/v2/models/credit/infer", headers, body) is None
     cold = call("POST", "/v2/models/credit/infer", body, key)  # reads the registry: thread
-    assert v2.infer_execution("POST", "/v2/models/credit/infer", headers) == "inline"
+    assert v2.infer_execution("POST", "/v2/models/credit/infer", headers, body) == "inline"
     warm = call("POST", "/v2/models/credit/infer", body, key)  # answered on the event loop
 
     for response in (cold, warm):
@@ -77,8 +77,8 @@ def test_infer_cold_then_warm_through_asgi(db: None, tmp_path: Path) -> None:
         outputs = {o["name"]: o for o in json.loads(response["body"])["outputs"]}
         assert outputs["label"]["data"] == labels
     unknown_key = {"X-API-Key": "unknown"}
-    assert v2.infer_execution("POST", "/v2/models/credit/infer", unknown_key) is None
-    assert v2.infer_execution("GET", "/v2/models/credit", headers) is None
+    assert v2.infer_execution("POST", "/v2/models/credit/infer", unknown_key, body) is None
+    assert v2.infer_execution("GET", "/v2/models/credit", headers, b"") is None
 
 
 def test_heavier_model_goes_to_the_pool(
@@ -96,7 +96,7 @@ def test_heavier_model_goes_to_the_pool(
     ).encode()
     assert call("POST", "/v2/models/credit/infer", body, key)["status"] == 200
 
-    execution = v2.infer_execution("POST", "/v2/models/credit/infer", {"X-API-Key": key})
+    execution = v2.infer_execution("POST", "/v2/models/credit/infer", {"X-API-Key": key}, body)
     warm = call("POST", "/v2/models/credit/infer", body, key)
 
     assert execution == "pool"
