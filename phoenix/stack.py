@@ -10,6 +10,12 @@ import shlex
 from dataclasses import dataclass
 
 
+def default_web_workers(cores: int | None) -> int:
+    """Web processes for a machine: one per core, at least one, at most four (beyond
+    that, run more replicas behind a load balancer)."""
+    return max(1, min(cores or 1, 4))
+
+
 @dataclass(frozen=True)
 class StackProcess:
     name: str
@@ -28,16 +34,18 @@ def stack_processes(
     port: int,
     web_workers: int,
     kafka_enabled: bool,
-    redis_enabled: bool,
     worker_concurrency: int = 2,
 ) -> list[StackProcess]:
     """The web server, Celery worker and beat, and (with Kafka) the event consumer.
 
-    Without Redis the channel layer lives in process memory, so the live dashboards
-    need every websocket in one web process: more web workers need Redis.
-    Without Kafka, prediction events are written by a thread inside the web process.
+    ``web_workers`` uvicorn processes share the port with or without Redis. Without
+    Redis the channel layer lives in process memory, which is enough: each process
+    feeds its own websockets, its snapshots read every process's metrics (the
+    caller sets PROMETHEUS_MULTIPROC_DIR), and events stored by other processes
+    reach it through its poll of the database (monitoring/services/live.py).
+    Without Kafka, prediction events are written by a thread inside each web process.
     """
-    workers = web_workers if redis_enabled else 1
+    workers = max(1, web_workers)
     processes = [
         StackProcess(
             name="web",

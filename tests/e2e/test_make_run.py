@@ -98,23 +98,52 @@ def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
         ).stdout
         api_key = key_output.strip().splitlines()[-1]
 
-        status, body = http(
-            f"{base}/api/v1/models/credit-risk/predict",
-            {
-                "features": {
-                    "income": 52000,
-                    "debt": 9000,
-                    "age": 37,
-                    "credit_history_years": 11,
-                    "open_accounts": 3,
-                    "utilisation": 0.31,
-                }
-            },
-            {"Authorization": f"Bearer {api_key}"},
-        )
+        row: dict[str, object] = {
+            "features": {
+                "income": 52000,
+                "debt": 9000,
+                "age": 37,
+                "credit_history_years": 11,
+                "open_accounts": 3,
+                "utilisation": 0.31,
+            }
+        }
+        auth = {"Authorization": f"Bearer {api_key}"}
+        status, body = http(f"{base}/api/v1/models/credit-risk/predict", row, auth)
         assert status == 200, body
         assert body["model"] == "credit-risk"
         assert body["predictions"][0] in (0, 1)
+
+        # More than one core: more than one web process, and /metrics adds them all up.
+        if (os.cpu_count() or 1) > 1:
+            # honcho's shell and uvicorn itself match; uvicorn's children are the workers.
+            matches = subprocess.run(
+                ["pgrep", "-f", f"uvicorn phoenix.asgi:application .*--port {port}"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            workers = max(
+                (
+                    subprocess.run(
+                        ["pgrep", "-P", pid], capture_output=True, text=True
+                    ).stdout.split()
+                    for pid in matches
+                ),
+                key=len,
+            )
+            assert len(workers) >= 2, (matches, workers)
+        for _ in range(60):  # a new connection each: the workers share the port
+            assert http(f"{base}/api/v1/models/credit-risk/predict", row, auth)[0] == 200
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        served = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines()
+            if line.startswith("phoenix_inference_requests_total{")
+            and 'model="credit-risk"' in line
+            and 'status="200"' in line
+        )
+        assert served == 61
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from honcho.manager import Manager
 
-from phoenix.stack import stack_processes
+from phoenix.stack import default_web_workers, stack_processes
 
 
 class Command(BaseCommand):
@@ -26,8 +27,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--web-workers",
             type=int,
-            default=int(os.environ.get("WEB_CONCURRENCY", "2")),
-            help="web processes when REDIS_URL is set (one without Redis)",
+            default=int(os.environ.get("WEB_CONCURRENCY", default_web_workers(os.cpu_count()))),
+            help="web (uvicorn) processes sharing the port; default: one per core, at most 4 "
+            "(WEB_CONCURRENCY)",
         )
 
     def handle(self, *args: Any, host: str, port: int, web_workers: int, **options: Any) -> None:
@@ -37,12 +39,20 @@ class Command(BaseCommand):
             port=port,
             web_workers=web_workers,
             kafka_enabled=settings.PHOENIX_EVENT_BACKEND == "kafka",
-            redis_enabled=bool(settings.REDIS_URL),
         )
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ}
+        if "PROMETHEUS_MULTIPROC_DIR" not in env:
+            # Every process of the stack writes its metrics here, so /metrics and the
+            # dashboards add up all web workers (and the Celery worker's drift gauges).
+            # Files of an earlier run would be counted again: start empty.
+            metrics_dir = settings.DATA_DIR / "prometheus"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         self.stdout.write(f"Phoenix ML on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)")
         manager = Manager()
         for process in processes:
-            manager.add_process(process.name, process.command, env={**os.environ, **process.env})
+            manager.add_process(process.name, process.command, env={**env, **process.env})
         manager.loop()
         sys.exit(manager.returncode)
