@@ -9,20 +9,69 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from . import batching
 from .auth import key_hash
 from .models import ApiKey, OnlineFeature, RoutingPolicy
 from .services import api_key_revoke, inference_config_changed
 
+_ROUTING_FIELDS = ("model", "strategy", "challenger_percent", "seed")
+_BATCHING_DEFAULTS = {
+    "micro_batch_max_rows": batching.DEFAULT_MAX_ROWS,
+    "micro_batch_max_delay_ms": batching.DEFAULT_MAX_DELAY_MS,
+}
+_BATCHING_FIELDS = ("micro_batching", *_BATCHING_DEFAULTS)
+
+
+class RoutingPolicyForm(forms.ModelForm[RoutingPolicy]):
+    """The batching numbers may be left out or empty: they keep their defaults, so
+    a post made before micro-batching existed still saves the same policy."""
+
+    class Meta:
+        model = RoutingPolicy
+        fields = [*_ROUTING_FIELDS, *_BATCHING_FIELDS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in _BATCHING_DEFAULTS:
+            self.fields[name].required = False
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name, default in _BATCHING_DEFAULTS.items():
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = default
+        return cleaned
+
 
 @admin.register(RoutingPolicy)
 class RoutingPolicyAdmin(admin.ModelAdmin[RoutingPolicy]):
-    list_display = ["model", "strategy", "challenger_percent", "seed", "updated_at"]
-    list_filter = ["strategy"]
+    form = RoutingPolicyForm
+    list_display = [
+        "model",
+        "strategy",
+        "challenger_percent",
+        "seed",
+        "micro_batching",
+        "updated_at",
+    ]
+    list_filter = ["strategy", "micro_batching"]
     search_fields = ["model__name"]
+    fieldsets = [
+        (None, {"fields": _ROUTING_FIELDS}),
+        (
+            "Micro-batching",
+            {
+                "fields": _BATCHING_FIELDS,
+                "description": "Concurrent requests to the same version run as one batch."
+                " Pays where a model run costs far more than the wait (GPU models).",
+            },
+        ),
+    ]
 
     def save_model(self, request: HttpRequest, obj: RoutingPolicy, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -8,6 +8,8 @@ from django.db import models
 
 from models_registry.models import RegisteredModel
 
+from . import batching
+
 
 class RoutingStrategy(models.TextChoices):
     SINGLE = "single", "Single (champion / production only)"
@@ -31,10 +33,49 @@ class RoutingPolicy(models.Model):
     )
     # Changing the seed reshuffles which entities land in which arm.
     seed = models.CharField(max_length=64, default="phoenix")
+    # Off by default: on a CPU a single-row run costs microseconds and the wait for
+    # company can cost more than it saves; a GPU model wants it on.
+    micro_batching = models.BooleanField(
+        default=False,
+        help_text="Run concurrent requests to the same version as one batched model run.",
+    )
+    micro_batch_max_rows = models.PositiveIntegerField(
+        default=batching.DEFAULT_MAX_ROWS,
+        validators=[
+            MinValueValidator(batching.MAX_ROWS_MIN),
+            MaxValueValidator(batching.MAX_ROWS_MAX),
+        ],
+        help_text="A batch starts at once when it holds this many rows.",
+    )
+    micro_batch_max_delay_ms = models.FloatField(
+        default=batching.DEFAULT_MAX_DELAY_MS,
+        validators=[
+            MinValueValidator(batching.MAX_DELAY_MS_MIN),
+            MaxValueValidator(batching.MAX_DELAY_MS_MAX),
+        ],
+        help_text="The longest a request waits for others (milliseconds) before its batch runs.",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name_plural = "routing policies"
+        constraints = [
+            # Serving builds a BatchingPolicy from these, which refuses other values.
+            models.CheckConstraint(
+                condition=models.Q(
+                    micro_batch_max_rows__gte=batching.MAX_ROWS_MIN,
+                    micro_batch_max_rows__lte=batching.MAX_ROWS_MAX,
+                ),
+                name="micro_batch_max_rows_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(
+                    micro_batch_max_delay_ms__gte=batching.MAX_DELAY_MS_MIN,
+                    micro_batch_max_delay_ms__lte=batching.MAX_DELAY_MS_MAX,
+                ),
+                name="micro_batch_max_delay_ms_in_range",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model.name}: {self.strategy}"

@@ -10,6 +10,7 @@ from models_registry.selectors import model_version_get, servable_versions
 from models_registry.stages import Stage
 
 from . import routing
+from .batching import BatchingPolicy
 from .models import ApiKey, RoutingPolicy
 
 
@@ -40,6 +41,8 @@ class ModelServing:
     challenger: ServedVersion | None
     policy: routing.Policy
     versions: dict[str, ServedVersion] = field(hash=False, compare=False)
+    # Micro-batching of concurrent requests to one version; None: each runs alone.
+    batching: BatchingPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,8 @@ def serving_plans_read() -> dict[str, ModelServing]:
     for version in servable_versions():
         served = served_version_from(version)
         by_model.setdefault(served.model_name, []).append(served)
-    policies = {
-        p.model.name: routing.Policy(
-            strategy=routing.Strategy(p.strategy),
-            challenger_percent=float(p.challenger_percent),
-            seed=p.seed,
-        )
+    policies: dict[str, RoutingPolicy] = {
+        p.model.name: p
         for p in RoutingPolicy.objects.select_related("model").filter(
             model__name__in=list(by_model)
         )
@@ -96,14 +95,33 @@ def serving_plans_read() -> dict[str, ModelServing]:
         challenger = _holder(versions, Alias.CHALLENGER)
         if challenger is not None and champion is not None and challenger.sha256 == champion.sha256:
             challenger = None
+        stored = policies.get(name)
         plans[name] = ModelServing(
             name=name,
             champion=champion,
             challenger=challenger,
-            policy=policies.get(name, routing.Policy()),
+            policy=_routing_policy(stored) if stored is not None else routing.Policy(),
             versions={v.version: v for v in versions},
+            batching=_batching_policy(stored) if stored is not None else None,
         )
     return plans
+
+
+def _routing_policy(stored: RoutingPolicy) -> routing.Policy:
+    return routing.Policy(
+        strategy=routing.Strategy(stored.strategy),
+        challenger_percent=float(stored.challenger_percent),
+        seed=stored.seed,
+    )
+
+
+def _batching_policy(stored: RoutingPolicy) -> BatchingPolicy | None:
+    if not stored.micro_batching:
+        return None
+    return BatchingPolicy(
+        max_rows=stored.micro_batch_max_rows,
+        max_delay_ms=float(stored.micro_batch_max_delay_ms),
+    )
 
 
 def _holder(versions: list[ServedVersion], alias: str) -> ServedVersion | None:
