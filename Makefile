@@ -22,6 +22,11 @@ run: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Side-by-side data-plane benchmark (scripts/bench): Phoenix, thin FastAPI, KServe, raw ORT.
+# e.g. make bench BENCH_ARGS="--only phoenix --duration 2"
+bench: install
+	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

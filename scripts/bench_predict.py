@@ -1,8 +1,10 @@
 """Load-test a running Phoenix server's predict endpoints and compare with raw onnxruntime.
 
-Drives keep-alive HTTP/1.1 connections from asyncio (one connection per simulated
-client; a tiny hand-rolled client so the load generator costs little of the cores
-it shares with the server) and prints requests/s and p50/p95/p99 per concurrency.
+Drives keep-alive HTTP/1.1 connections with the load generator of ``scripts/bench/``
+(``bench/loadgen.py``: one connection per simulated client, a raw asyncio protocol so
+it costs little of the cores it shares with the server) and prints requests/s and
+p50/p95/p99 per concurrency. For the side-by-side comparison with the peer servers,
+which starts every server itself, use ``python -m scripts.bench`` instead.
 
     python scripts/bench_predict.py --url http://127.0.0.1:8000 --model credit \\
         --key phx_... --onnx var/media/models/credit/<sha>/model.onnx --features x1,x2,x3
@@ -22,84 +24,9 @@ import time
 from urllib.parse import urlsplit
 
 import numpy as np
+from bench.loadgen import build_request, run_level
 
-
-class Connection:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length = 0
-        close = False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-            elif name.lower() == "connection" and value.strip().lower() == "close":
-                close = True
-        body = await self.reader.readexactly(length) if length else b""
-        if close:
-            self.writer.close()
-            self.writer = None
-        return status, body
-
-
-def build_request(host: str, path: str, key: str, body: bytes) -> bytes:
-    return (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"X-API-Key: {key}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-
-
-async def run_level(
-    host: str, port: int, raw: bytes, concurrency: int, duration_s: float
-) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + duration_s
-
-    async def client() -> None:
-        nonlocal errors
-        connection = Connection(host, port)
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                status, _ = await connection.request(raw)
-            except (OSError, asyncio.IncompleteReadError):
-                errors += 1
-                connection = Connection(host, port)
-                continue
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return (
-            latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0
-        )
-
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": pct(0.50),
-        "p95_ms": pct(0.95),
-        "p99_ms": pct(0.99),
-        "errors": errors,
-        "requests": len(latencies),
-    }
+__all__ = ["build_request", "run_level"]  # also used by bench_events_http.py
 
 
 def onnx_floor(path: str, width: int, rows: int, duration_s: float) -> dict[str, float]:

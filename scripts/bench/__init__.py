@@ -1,0 +1,1 @@
+"""Side-by-side data-plane benchmark (issue 11): ``python -m scripts.bench --help``."""
