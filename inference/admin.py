@@ -6,7 +6,6 @@ process drops its in-process copy: the warm predict path never reads these table
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from django import forms
@@ -15,9 +14,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from . import batching
-from .auth import key_hash
+from .api_keys import api_key_mint, api_key_revoke
 from .models import ApiKey, OnlineFeature, RoutingPolicy
-from .services import api_key_revoke, inference_config_changed
+from .services import inference_config_changed
 
 _ROUTING_FIELDS = ("model", "strategy", "challenger_percent", "seed")
 _BATCHING_DEFAULTS = {
@@ -100,8 +99,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if not change:
             # The key exists in clear only in this message; the table keeps its hash.
-            key = "phx_" + secrets.token_urlsafe(32)
-            obj.prefix, obj.key_hash = key[:12], key_hash(key)
+            key = api_key_mint(obj)
             obj.created_by = request.user  # type: ignore[assignment]
             messages.warning(request, f"API key for {obj.name!r} (shown once, copy it now): {key}")
         super().save_model(request, obj, form, change)

@@ -12,7 +12,7 @@ from typing import Any
 from phoenix.asgi import application
 
 # Imported after phoenix.asgi, which sets Django up.
-_services: Any = importlib.import_module("inference.services")
+_services: Any = importlib.import_module("inference.prediction.service")
 _services._publish = lambda record: None
 _services._record = lambda **kwargs: None
 

@@ -79,7 +79,7 @@ def bench_setup(prefix: str) -> tuple[str, str]:
     from django.core.management import call_command
     from django.db import connection
 
-    from inference.services import api_key_create
+    from inference.api_keys import api_key_create
     from models_registry.services import model_version_register
 
     print(f"database: {connection.vendor} {connection.settings_dict['NAME']}")
@@ -207,7 +207,7 @@ def main() -> None:
     from django.test import Client
 
     import inference.events as events_module
-    import inference.services as inference_services
+    import inference.prediction.service as inference_services
     from inference.events import EventPublisher, PublisherConfig
     from monitoring.models import PredictionLog
 

@@ -39,8 +39,8 @@ from phoenix.exceptions import ApplicationError, error_body, status_for
 from phoenix.renderers import ORJSONRenderer
 
 from ..auth import api_key_cached, api_key_from_headers
+from ..prediction import prediction_create, warm_execution
 from ..selectors import ApiKeyPrincipal
-from ..services import prediction_create, warm_execution
 from . import v2
 from .views import predict_input, prediction_body
 
@@ -221,9 +221,10 @@ class DataPlane:
         pinned = data.get("version") if isinstance(data, dict) else None
         if pinned is not None:
             # A version the client pins may be one no request here has loaded yet.
-            execution = warm_execution(model_name=name, version=str(pinned))
-            if execution is None:
+            pinned_execution = warm_execution(model_name=name, version=str(pinned))
+            if pinned_execution is None:
                 return None
+            execution = pinned_execution
         if isinstance(data, dict) and data.get("entity_id") is not None:
             # The feature store is a network call (Redis) or a query (embedded).
             return await asyncio.get_running_loop().run_in_executor(

@@ -32,8 +32,9 @@ from ..auth import (
     api_key_cached,
     api_key_from_headers,
 )
+from ..prediction import Prediction, tensor_infer, warm_execution
+from ..prediction.service import served_pinned
 from ..selectors import ServedVersion
-from ..services import Prediction, tensor_infer, warm_execution
 from ..session_cache import session_cache
 
 SERVER_NAME = "phoenix"
@@ -120,17 +121,12 @@ def _tensor_meta(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _served(name: str, version: str | None) -> ServedVersion:
     """The version named, or the champion (production) of ``name``. Raises NotFound."""
+    if version is not None:
+        return served_pinned(name, version)
     plan = session_cache.plans().get(name)
-    if version is None:
-        if plan is None or plan.champion is None:
-            raise NotFound(f"No servable model named {name!r}.", details={"model": name})
-        return plan.champion
-    served = plan.versions.get(version) if plan else None
-    if served is None:
-        from ..selectors import served_version_get
-
-        served = served_version_get(model_name=name, version=version)
-    return served
+    if plan is None or plan.champion is None:
+        raise NotFound(f"No servable model named {name!r}.", details={"model": name})
+    return plan.champion
 
 
 def _authorized(headers: Mapping[str, str], name: str) -> None:

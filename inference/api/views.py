@@ -17,7 +17,7 @@ from phoenix.exceptions import InvalidInput
 from phoenix.renderers import ORJSONRenderer
 
 from ..auth import ApiKeyAuthentication, HasApiKey
-from ..services import Prediction, prediction_create
+from ..prediction import Prediction, prediction_create
 
 _OPTIONAL_TEXT = {"entity_id": 128, "version": 64}
 _FIELDS = {"entity_id", "version", "features"}

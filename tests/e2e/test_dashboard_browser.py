@@ -103,7 +103,7 @@ def browser_page() -> Iterator[Any]:
 @pytest.fixture
 def served(tmp_path: Path) -> dict[str, Any]:
     """credit: v1 production champion, v2 staging challenger under a 20% canary; an API key."""
-    from inference import services
+    from inference import api_keys
     from inference.auth import api_key_cache_clear
     from inference.models import RoutingPolicy
     from inference.session_cache import session_cache
@@ -141,7 +141,7 @@ def served(tmp_path: Path) -> dict[str, Any]:
     # On call: watches as an operator and may move stages as a data scientist.
     for group in ("Operators", "Data scientists"):
         user.groups.add(Group.objects.get_or_create(name=group)[0])
-    return {"key": services.api_key_create(name="e2e")[1], "champion": champion}
+    return {"key": api_keys.api_key_create(name="e2e")[1], "champion": champion}
 
 
 def predict(server: LiveServer, key: str, n: int, *, offset: int = 0) -> None:

@@ -15,8 +15,8 @@ import pytest
 from django.core.servers.basehttp import ThreadedWSGIServer
 from django.test.testcases import LiveServerThread, _StaticFilesHandler
 
+from inference.api_keys import api_key_create
 from inference.auth import api_key_cache_clear
-from inference.services import api_key_create
 from inference.session_cache import session_cache
 from tests.inference_support import (
     FEATURES,

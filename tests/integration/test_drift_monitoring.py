@@ -539,8 +539,8 @@ def _register_other_model() -> None:
 def test_drift_api_accepts_api_keys_scoped_to_the_model(production: ModelVersion) -> None:
     from rest_framework.test import APIClient
 
+    from inference.api_keys import api_key_create
     from inference.auth import api_key_cache_clear
-    from inference.services import api_key_create
 
     api_key_cache_clear()
     _register_other_model()

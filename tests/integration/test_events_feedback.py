@@ -323,8 +323,8 @@ def test_with_kafka_a_client_chosen_id_is_recorded_once_its_rows_exist(
 
 @pytest.fixture
 def credit_model(tmp_path: Path) -> str:
+    from inference.api_keys import api_key_create
     from inference.auth import api_key_cache_clear as clear_keys
-    from inference.services import api_key_create
     from inference.session_cache import session_cache
     from tests.inference_support import onnx_classifier, register
 

@@ -426,8 +426,8 @@ def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_40
     from django.test import Client
 
     import inference.events as events_module
+    from inference.api_keys import api_key_create
     from inference.auth import api_key_cache_clear
-    from inference.services import api_key_create
     from inference.session_cache import session_cache
     from monitoring.models import PendingFeedback
     from tests.inference_support import onnx_classifier, register

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from inference.services import api_key_create
+from inference.api_keys import api_key_create
 from monitoring.models import PredictionLog
 from tests.conftest import database_url_for_servers, free_port, wait_for_port
 from tests.inference_support import onnx_classifier, register

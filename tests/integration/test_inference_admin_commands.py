@@ -110,7 +110,7 @@ def test_routing_policy_admin_save_reaches_warm_cache(
     challenger = register(
         "credit", build(tmp_path / "b.onnx", flip=True), stage="staging", alias="challenger"
     )
-    from inference.services import api_key_create
+    from inference.api_keys import api_key_create
 
     api = APIClient()
     api.credentials(HTTP_X_API_KEY=api_key_create(name="a")[1])
@@ -135,7 +135,7 @@ def test_routing_policy_admin_save_reaches_warm_cache(
 def test_api_key_admin_revoke_action_reaches_warm_cache(
     admin_client: Any, tmp_path: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from inference.services import api_key_create
+    from inference.api_keys import api_key_create
 
     register("credit", onnx_classifier(tmp_path / "a.onnx"))
     api_key, key = api_key_create(name="a")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from rest_framework.test import APIClient
 
-from inference import services
+from inference import api_keys
 from inference.auth import api_key_cache_clear
 from inference.feature_store import feature_store_reset
 from inference.models import RoutingPolicy
@@ -60,7 +60,7 @@ def champion(db: None, model_files: dict[str, Path]) -> Any:
 
 @pytest.fixture
 def key(db: None) -> str:
-    return services.api_key_create(name="tests")[1]
+    return api_keys.api_key_create(name="tests")[1]
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_revoked_key_stops_working_without_restart(
 
     assert predict(api, {"features": ROW}).status_code == 200  # now cached in-process
     with django_capture_on_commit_callbacks(execute=True):
-        services.api_key_revoke(api_key=ApiKey.objects.get())
+        api_keys.api_key_revoke(api_key=ApiKey.objects.get())
 
     assert predict(api, {"features": ROW}).status_code == 401
 
@@ -158,7 +158,7 @@ def test_key_not_scoped_to_model_is_403(
 ) -> None:
     register("other", model_files["b"])
     client = APIClient()
-    client.credentials(HTTP_X_API_KEY=services.api_key_create(name="s", model_names=["other"])[1])
+    client.credentials(HTTP_X_API_KEY=api_keys.api_key_create(name="s", model_names=["other"])[1])
 
     assert predict(client, {"features": ROW}, model="other").status_code == 200
     forbidden = predict(client, {"features": ROW})

@@ -74,7 +74,7 @@ def _version(url: str, key: str) -> str | None:
 
 @pytest.fixture
 def registered(postgres_db: None, transactional_db: None, tmp_path: Path) -> dict[str, Any]:
-    from inference.services import api_key_create
+    from inference.api_keys import api_key_create
 
     first = register("credit", onnx_classifier(tmp_path / "a.onnx"))
     second = register("credit", onnx_classifier(tmp_path / "b.onnx", flip=True), stage="staging")

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 
-from inference import services
+from inference import api_keys, services
 from inference.api.dataplane import DataPlane, Headers
 from inference.auth import api_key_cache_clear
 from inference.feature_store import feature_store_reset
@@ -140,8 +140,8 @@ def keys(db: None, model_file: Path) -> dict[str, str]:
     register("credit", model_file)
     register("other", onnx_classifier(model_file.parent / "other.onnx", seed=3))
     return {
-        "all": services.api_key_create(name="all")[1],
-        "other": services.api_key_create(name="other", model_names=["other"])[1],
+        "all": api_keys.api_key_create(name="all")[1],
+        "other": api_keys.api_key_create(name="other", model_names=["other"])[1],
     }
 
 
@@ -210,7 +210,7 @@ def test_feature_store_entity_answers_as_the_drf_view(
 ) -> None:
     """The lookup runs on a pool thread (a query in the embedded store): not the loop."""
     register("credit", model_file)
-    key = services.api_key_create(name="fs")[1]
+    key = api_keys.api_key_create(name="fs")[1]
     services.online_features_write(rows={"cust_1": {"x1": 1.0, "x2": 0.5}})
     paths = Paths(django_app)
     headers = {"Content-Type": "application/json", "X-API-Key": key}

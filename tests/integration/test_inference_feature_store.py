@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from inference import services
+from inference import api_keys, services
 from inference.feature_store import (
     DatabaseFeatureStore,
     FeatureStatus,
@@ -49,7 +49,7 @@ def model_file(tmp_path: Path) -> Path:
 def api(db: None, model_file: Path) -> APIClient:
     register("credit", model_file)
     client = APIClient()
-    client.credentials(HTTP_X_API_KEY=services.api_key_create(name="fs")[1])
+    client.credentials(HTTP_X_API_KEY=api_keys.api_key_create(name="fs")[1])
     return client
 
 

@@ -22,8 +22,8 @@ from django.core.signals import request_finished
 from django.middleware.csrf import CsrfViewMiddleware
 from prometheus_client import REGISTRY
 
+from inference.api_keys import api_key_create
 from inference.auth import api_key_cache_clear
-from inference.services import api_key_create
 from inference.session_cache import session_cache
 from phoenix.http_stack import INFERENCE_PATHS, HTTPApplication, OneHopWSGI
 from tests.inference_support import onnx_classifier, onnx_predict, register, wsgi_call

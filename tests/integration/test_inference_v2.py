@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from inference.api_keys import api_key_create
 from inference.auth import api_key_cache_clear
-from inference.services import api_key_create
 from inference.session_cache import session_cache
 from tests.inference_support import (
     onnx_classifier,

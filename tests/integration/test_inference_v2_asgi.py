@@ -11,8 +11,8 @@ from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator
 
 from inference.api import v2
+from inference.api_keys import api_key_create
 from inference.auth import api_key_cache_clear
-from inference.services import api_key_create
 from inference.session_cache import session_cache
 from tests.inference_support import onnx_classifier, onnx_predict, register
 

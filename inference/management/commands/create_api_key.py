@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from phoenix.exceptions import ApplicationError
 
-from ...services import api_key_create
+from ...api_keys import api_key_create
 
 
 class Command(BaseCommand):

@@ -1,0 +1,62 @@
+"""API keys: minting, creating, revoking. Every change is broadcast after commit so each
+serving process drops its cached keys (inference/auth.py authenticates them)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from models_registry.models import RegisteredModel
+from phoenix.exceptions import InvalidInput, NotFound
+
+from .auth import key_hash
+from .models import ApiKey
+from .services import inference_config_changed
+
+KEY_PREFIX = "phx_"
+
+
+def api_key_mint(api_key: ApiKey) -> str:
+    """Give an unsaved ``api_key`` a new secret; returns it in clear (shown once, never
+    stored: the row keeps its prefix and SHA-256)."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key.prefix, api_key.key_hash = key[:12], key_hash(key)
+    return key
+
+
+def api_key_create(
+    *, name: str, model_names: Sequence[str] = (), created_by: Any = None
+) -> tuple[ApiKey, str]:
+    """Create a key scoped to ``model_names`` (empty: every model).
+
+    Returns (ApiKey, the key in clear). Raises NotFound for an unknown model name,
+    InvalidInput for an empty name.
+    """
+    name = name.strip()
+    if not name:
+        raise InvalidInput("An API key needs a name.", details={"name": "required"})
+    wanted = sorted({m.strip() for m in model_names if m.strip()})
+    models = list(RegisteredModel.objects.filter(name__in=wanted))
+    unknown = sorted(set(wanted) - {m.name for m in models})
+    if unknown:
+        raise NotFound(f"No model named {', '.join(unknown)}.", details={"models": unknown})
+    api_key = ApiKey(name=name, created_by=created_by)
+    key = api_key_mint(api_key)
+    with transaction.atomic():
+        api_key.save()
+        api_key.allowed_models.set(models)
+        inference_config_changed(reason="api_key")
+    return api_key, key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke ``api_key`` now in every process (idempotent). Returns it."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    inference_config_changed(reason="api_key")
+    return api_key

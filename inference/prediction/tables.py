@@ -1,0 +1,224 @@
+"""Tables of named features -> the model's input tensors. Pure: numpy only.
+
+A REST body carries features as one object, a list of objects, or a list of rows in
+the model's feature order. ``table`` turns any of them into a float64 matrix (and
+the per-row feature dicts the event log keeps) in one C-level pass when the body is
+well formed, the common case, and otherwise finds and names what is wrong.
+``Layout`` says how that matrix feeds the model: one rows x features input, or one
+input per feature. Errors are this module's own (``TableError``); the prediction
+service maps them to the API's error categories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+Feeds = dict[str, np.ndarray]
+
+
+class TableError(Exception):
+    """A body that cannot become the model's input; ``details`` names what is wrong."""
+
+    def __init__(self, message: str, *, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class MalformedTable(TableError):
+    """The body has the wrong shape (400)."""
+
+
+class TooManyRows(TableError):
+    """More rows than one request may carry (413)."""
+
+
+class UnusableFeatures(TableError):
+    """Valid JSON, but features missing, unexpected or not numbers (422)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a table of named features becomes the model's inputs."""
+
+    feature_names: tuple[str, ...]
+    # "matrix": one rows x features input; "columns": one input per feature.
+    mode: str
+    input_names: tuple[str, ...]
+    input_dtypes: tuple[Any, ...]
+
+
+def layout_for(
+    feature_names: Sequence[str],
+    inputs: Sequence[tuple[str, Any, Sequence[int | None]]],
+) -> Layout | None:
+    """The tabular layout of a model whose ``inputs`` are (name, numpy dtype, shape),
+    or None when it takes no table of these features."""
+    names = tuple(feature_names)
+    if not names:
+        return None
+    if len(inputs) == 1 and len(inputs[0][2]) == 2:
+        name, dtype, shape = inputs[0]
+        if shape[1] in (None, len(names)):
+            return Layout(names, "matrix", (name,), (dtype,))
+        return None
+    if len(inputs) == len(names):
+        by_name = {spec[0]: spec for spec in inputs}
+        ordered = [by_name.get(n) for n in names]
+        specs = [s for s in ordered if s is not None] if all(ordered) else list(inputs)
+        return Layout(names, "columns", tuple(s[0] for s in specs), tuple(s[1] for s in specs))
+    return None
+
+
+def rows_check(rows: int, limit: int) -> None:
+    """Raises TooManyRows past ``limit`` rows per request."""
+    if rows > limit:
+        raise TooManyRows(
+            f"{rows} rows is more than the limit of {limit} per request.",
+            details={"rows": rows, "limit": limit},
+        )
+
+
+def is_number(value: Any) -> bool:
+    kind = type(value)
+    return (kind is float or kind is int) and value == value  # NaN is not a feature value
+
+
+_NUMERIC = frozenset({int, float})
+
+
+def _numeric_table(rows: list[dict[str, Any]], names: Sequence[str]) -> np.ndarray | None:
+    """The matrix when every row has exactly ``names``, all plain finite-or-inf numbers;
+    None otherwise (the caller then finds and names what is wrong)."""
+    width = len(names)
+    if any(len(row) != width for row in rows):
+        return None
+    pick = itemgetter(*names)
+    try:
+        values = [pick(row) for row in rows] if width > 1 else [[row[names[0]]] for row in rows]
+    except KeyError:
+        return None
+    return _numeric_matrix(values)
+
+
+def _numeric_matrix(values: list[Any]) -> np.ndarray | None:
+    """Rows of plain numbers as a float64 matrix; None if any value is of another type
+    (bool, str, None...) or NaN. Type-checked in one C-level pass over the values."""
+    if not set(map(type, chain.from_iterable(values))) <= _NUMERIC:
+        return None
+    matrix = np.array(values, dtype=np.float64)
+    return None if np.isnan(matrix).any() else matrix
+
+
+def _row_problems(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, list[str]]:
+    if len(row) == len(names) and all(is_number(row.get(n)) for n in names):
+        return {}  # the common case, checked in one pass
+    missing = [n for n in names if n not in row or row[n] is None]
+    allowed = set(names)
+    unexpected = [k for k in row if k not in allowed]
+    non_numeric = [n for n in names if row.get(n) is not None and not is_number(row[n])]
+    return {
+        k: v
+        for k, v in (("missing", missing), ("unexpected", unexpected), ("non_numeric", non_numeric))
+        if v
+    }
+
+
+def unusable(problems: dict[str, Any], row: int | None = None) -> UnusableFeatures:
+    """The 422 for ``problems`` ({kind: [feature names]}), in ``row`` of a batch."""
+    parts = [
+        f"{kind.replace('_', '-')}: {', '.join(map(str, names))}"
+        for kind, names in problems.items()
+        if kind != "feature_status"
+    ]
+    where = f" in row {row}" if row is not None else ""
+    details = dict(problems)
+    if row is not None:
+        details["row"] = row
+    return UnusableFeatures(f"Unusable features{where} ({'; '.join(parts)}).", details=details)
+
+
+def table(
+    features: Any, names: Sequence[str], *, max_rows: int
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Rows x features (float64) and the per-row feature dicts, from a request body.
+
+    Raises MalformedTable for a body of the wrong shape, TooManyRows past ``max_rows``,
+    UnusableFeatures naming missing, unexpected or non-numeric features.
+    """
+    if isinstance(features, dict):
+        rows: list[Any] = [features]
+    elif isinstance(features, list):
+        rows = features
+    else:
+        raise MalformedTable(
+            "'features' must be an object of named features, a list of such objects, "
+            "or a list of rows in the model's feature order.",
+            details={"features": "wrong type"},
+        )
+    if not rows:
+        raise MalformedTable("'features' has no rows.", details={"features": "empty"})
+    rows_check(len(rows), max_rows)
+    width = len(names)
+    if all(isinstance(r, dict) for r in rows):
+        fast = _numeric_table(rows, names)
+        if fast is not None:
+            # Each row holds exactly the model's features: it is its own event record.
+            return fast, rows
+        for i, row in enumerate(rows):
+            problems = _row_problems(row, names)
+            if problems:
+                raise unusable(problems, i if len(rows) > 1 else None)
+        raise MalformedTable("'features' could not be read.", details={})
+    if all(isinstance(r, list) for r in rows):
+        if all(len(row) == width for row in rows):
+            matrix_or_none = _numeric_matrix(rows)
+            if matrix_or_none is not None:  # the common case; else find and name the problem
+                return matrix_or_none, [dict(zip(names, row, strict=False)) for row in rows]
+        for i, row in enumerate(rows):
+            if len(row) != width:
+                raise UnusableFeatures(
+                    f"Row {i} has {len(row)} values; the model takes {width} ({', '.join(names)}).",
+                    details={"row": i, "expected": list(names), "got": len(row)},
+                )
+            bad = [names[j] for j, v in enumerate(row) if not is_number(v)]
+            if bad:
+                raise unusable({"non_numeric": bad}, i)
+        matrix = np.array(rows, dtype=np.float64)
+        return matrix, [dict(zip(names, row, strict=True)) for row in rows]
+    raise MalformedTable(
+        "'features' mixes objects and lists; send one or the other.",
+        details={"features": "mixed rows"},
+    )
+
+
+def feeds(layout: Layout, matrix: np.ndarray) -> Feeds:
+    """The model's input tensors for a rows x features matrix."""
+    if layout.mode == "matrix":
+        return {layout.input_names[0]: matrix.astype(layout.input_dtypes[0], copy=False)}
+    return {
+        name: matrix[:, j : j + 1].astype(dtype)
+        for j, (name, dtype) in enumerate(zip(layout.input_names, layout.input_dtypes, strict=True))
+    }
+
+
+def logged_rows(layout: Layout, tensors: Feeds) -> list[dict[str, Any]]:
+    """The named features of each row, from tensors already shaped for the model
+    (the v2 protocol's); [] when they do not form a table of the features."""
+    try:
+        matrix = (
+            tensors[layout.input_names[0]]
+            if layout.mode == "matrix"
+            else np.column_stack([tensors[name].reshape(-1) for name in layout.input_names])
+        )
+    except ValueError:  # ragged columns: the model refuses them, with a 422
+        return []
+    if matrix.ndim != 2 or matrix.shape[1] != len(layout.feature_names):
+        return []
+    return [dict(zip(layout.feature_names, r, strict=True)) for r in matrix.tolist()]
