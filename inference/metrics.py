@@ -9,6 +9,7 @@ these to per-process files and /metrics aggregates every worker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,25 @@ MODEL_LOADED = Gauge(
     "1 while a model version's session is warm in a live worker.",
     ["model", "version", "provider"],
     multiprocess_mode="livemax",
+)
+MODEL_DEGRADED = Gauge(
+    "phoenix_model_degraded",
+    "1 while a model version runs on the CPU after its accelerator failed at run time.",
+    ["model", "version"],
+    multiprocess_mode="livemax",
+)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+BATCH_REQUESTS = Histogram(
+    "phoenix_inference_batch_requests",
+    "Requests answered by one model run of a micro-batching model (1: ran alone).",
+    ["model", "version"],
+    buckets=_BATCH_BUCKETS,
+)
+BATCH_ROWS = Histogram(
+    "phoenix_inference_batch_rows",
+    "Rows in one model run of a micro-batching model.",
+    ["model", "version"],
+    buckets=_BATCH_BUCKETS,
 )
 
 # labels() costs a lock and a dict lookup per call; the hot path reuses children.
@@ -126,7 +146,30 @@ def model_loaded(model: str, version: str, provider: str, *, loaded: bool) -> No
         MODEL_LOADED.labels(model, version, provider).set(1)
         return
     # The provider is not known at unload time: zero every series of this version.
+    if (model, version) in _degraded_series:
+        _degraded_series.discard((model, version))
+        MODEL_DEGRADED.labels(model, version).set(0)
     for labels in list(_loaded_series):
         if labels[:2] == (model, version):
             MODEL_LOADED.labels(*labels).set(0)
             _loaded_series.discard(labels)
+
+
+_degraded_series: set[tuple[str, str]] = set()
+
+
+def model_degraded(model: str, version: str) -> None:
+    _degraded_series.add((model, version))
+    MODEL_DEGRADED.labels(model, version).set(1)
+
+
+def batch_observer(model: str, version: str) -> Callable[[int, int], None]:
+    """A micro-batcher's ``on_batch(rows, requests)`` for one version."""
+    rows_child = BATCH_ROWS.labels(model, version)
+    requests_child = BATCH_REQUESTS.labels(model, version)
+
+    def observe(rows: int, requests: int) -> None:
+        rows_child.observe(rows)
+        requests_child.observe(requests)
+
+    return observe

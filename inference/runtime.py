@@ -1,9 +1,16 @@
-"""ONNX Runtime sessions: execution providers, session options, warm-up timing.
+"""ONNX Runtime sessions: execution providers, session options, warm-up timing,
+and the fall back to the CPU when the GPU fails at run time.
 
 CUDA is used only when it really loads: onnxruntime-gpu lists
 ``CUDAExecutionProvider`` as available even on machines with no GPU (or no
 matching CUDA libraries) and then silently falls back to the CPU, so a tiny
 probe session is created once and its providers are read back.
+
+A GPU session can still fail while serving: out of device memory, a lost or reset
+device, a CUDA library error. DESIGN.md's failure table asks that the service stay
+up at lower speed, so such a failure re-creates that version's session on the CPU
+provider (once, under a lock), the request is retried there, and the version is
+reported degraded (readiness detail, ``phoenix_model_degraded``, a log line).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +131,30 @@ class TensorSpec:
     shape: list[int | None]
 
 
+# What onnxruntime says when the device, not the input, is at fault. Its Python
+# errors carry no error code for this (they are RuntimeError / ORT's Fail with the
+# provider's message), so the message is what can be read.
+_DEVICE_FAILURE_MARKERS = (
+    "cuda",
+    "cudnn",
+    "cublas",
+    "cufft",
+    "curand",
+    "tensorrt",
+    "out of memory",
+    "failed to allocate memory",
+    "bfcarena",
+    "device-side assert",
+)
+
+
+def device_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` from a session run means the accelerator failed (out of memory,
+    a CUDA/cuDNN/cuBLAS error) rather than that the input was wrong."""
+    message = str(exc).lower()
+    return any(marker in message for marker in _DEVICE_FAILURE_MARKERS)
+
+
 @dataclass
 class LoadedModel:
     """One warm ONNX Runtime session and what is known about calling it."""
@@ -135,6 +167,13 @@ class LoadedModel:
     warm_call_s: float = 0.0
     load_s: float = 0.0
     output_names: list[str] = field(default_factory=list)
+    # Where the session came from, so it can be re-created on the CPU.
+    path: str = ""
+    # Why this version now runs on the CPU instead of its accelerator; None: it does not.
+    degraded: str | None = None
+    # Called once with (old provider, reason) after a fall back to the CPU.
+    on_degraded: Callable[[str, str], None] | None = None
+    _fallback_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def inline(self) -> bool:
@@ -142,8 +181,39 @@ class LoadedModel:
         return self.warm_call_s < INLINE_THRESHOLD_S
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[Any]:
-        """Run the model; outputs in ``output_names`` order."""
+        """Run the model; outputs in ``output_names`` order.
+
+        A device failure on an accelerator session moves this version to the CPU and
+        runs ``feeds`` once more there; any other error (and any error on the CPU) is
+        raised as onnxruntime raised it.
+        """
+        session = self.session
+        try:
+            return list(session.run(self.output_names, feeds))
+        except Exception as exc:
+            if self.provider == CPU or not device_failure(exc):
+                raise
+            self._fall_back_to_cpu(session, exc)
         return list(self.session.run(self.output_names, feeds))
+
+    def _fall_back_to_cpu(self, failed: ort.InferenceSession, exc: BaseException) -> None:
+        with self._fallback_lock:
+            if self.session is not failed:
+                return  # another request already moved it
+            if not self.path:
+                raise RuntimeError("no model file to re-create the session from") from exc
+            cpu = ort.InferenceSession(self.path, session_options(), providers=[CPU])
+            previous, reason = self.provider, f"{type(exc).__name__}: {exc}"
+            self.session, self.provider, self.degraded = cpu, CPU, reason
+        if self.on_degraded is not None:
+            self.on_degraded(previous, reason)  # the session cache logs it with the label
+        else:
+            logger.error(
+                "model %s failed on %s, now serving on the CPU (degraded): %s",
+                self.sha256[:12],
+                previous,
+                reason,
+            )
 
 
 # onnxruntime names element types after ONNX ("tensor(float)"); the registry uses numpy's.
@@ -189,6 +259,7 @@ def model_load(*, path: str, sha256: str, warm_up_calls: int = 20) -> LoadedMode
         outputs=outputs,
         provider=session.get_providers()[0],
         output_names=[o.name for o in outputs],
+        path=path,
     )
     feeds = dummy_feeds(inputs)
     timings: list[float] = []

@@ -10,6 +10,10 @@ this process at once and from others over Redis or the change log), new plans
 are read and any new version is loaded and warmed up *before* the plans are
 swapped in; requests keep being served by the old plans meanwhile, and sessions
 no longer referenced are dropped only after the swap.
+
+A model whose routing policy turns micro-batching on gets one ``MicroBatcher``
+per served version, built with the plans and closed when a refresh no longer
+wants it (or wants other bounds); requests on worker threads share it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from phoenix.exceptions import DependencyUnavailable
 from phoenix.health import ComponentStatus, register_check
 
 from . import metrics
+from .batching import BatchingPolicy, MicroBatcher
 from .runtime import LoadedModel, model_load
 from .selectors import ModelServing, ServedVersion, serving_plans_read
 
@@ -48,6 +53,8 @@ class SessionCache:
         self._plans: dict[str, ModelServing] | None = None
         # Versions pinned by clients since the last refresh, by (model, version).
         self._pinned: dict[tuple[str, str], ServedVersion] = {}
+        # Micro-batchers of the plans' versions whose model batches, by (model, sha256).
+        self._batchers: dict[tuple[str, str], tuple[BatchingPolicy, MicroBatcher]] = {}
 
     # --- reads on the request path (no locks, no database once warm) ---------
 
@@ -79,6 +86,11 @@ class SessionCache:
 
     def remember_pinned(self, served: ServedVersion) -> None:
         self._pinned[(served.model_name, served.version)] = served
+
+    def batcher_for(self, served: ServedVersion) -> MicroBatcher | None:
+        """The micro-batcher of ``served`` when its model batches (plans' versions only)."""
+        entry = self._batchers.get((served.model_name, served.sha256))
+        return entry[1] if entry is not None else None
 
     def session_for(self, served: ServedVersion) -> LoadedModel:
         """The warm session of ``served``, loading it first if needed.
@@ -119,6 +131,7 @@ class SessionCache:
                     details={"model": served.model_name, "version": served.version},
                 ) from exc
             self._failed.pop(served.sha256, None)
+            model.on_degraded = _degraded_reporter(served)
             self._sessions[served.sha256] = model
             self._labels[served.sha256] = served
             metrics.model_loaded(served.model_name, served.version, model.provider, loaded=True)
@@ -142,8 +155,12 @@ class SessionCache:
                     # the others still load.
                     with contextlib.suppress(DependencyUnavailable):
                         self.session_for(served)
-            self._plans = plans
+            batchers = self._batchers_for(plans)
+            self._plans, self._batchers, retired = plans, batchers, self._batchers
             self._pinned = {}
+            for key, (_, batcher) in retired.items():
+                if batchers.get(key, (None, None))[1] is not batcher:
+                    batcher.close()  # requests gathering now run; later ones use the new one
             wanted = {v.sha256 for p in plans.values() for v in p.versions.values()}
             for sha256 in list(self._sessions):
                 if sha256 not in wanted:
@@ -158,9 +175,32 @@ class SessionCache:
                 len(self._sessions),
             )
 
+    def _batchers_for(
+        self, plans: dict[str, ModelServing]
+    ) -> dict[tuple[str, str], tuple[BatchingPolicy, MicroBatcher]]:
+        """A batcher per loaded version of every batching plan; unchanged ones kept."""
+        batchers: dict[tuple[str, str], tuple[BatchingPolicy, MicroBatcher]] = {}
+        for plan in plans.values():
+            if plan.batching is None:
+                continue
+            for served in plan.versions.values():
+                model = self._sessions.get(served.sha256)
+                if model is None:
+                    continue
+                key = (served.model_name, served.sha256)
+                kept = self._batchers.get(key)
+                if kept is not None and kept[0] == plan.batching and kept[1].batchable:
+                    batchers[key] = kept
+                    continue
+                batchers[key] = (plan.batching, _batcher(served, model, plan.batching))
+        return batchers
+
     def clear(self) -> None:
         """Forget everything (tests; the next request reads the registry again)."""
         with self._refresh_lock:
+            for _, batcher in self._batchers.values():
+                batcher.close()
+            self._batchers = {}
             self._plans = None
             self._pinned = {}
             self._sessions = {}
@@ -186,7 +226,12 @@ class SessionCache:
                     provider=loaded.provider,
                     warm_call_us=round(loaded.warm_call_s * 1e6, 1),
                     execution="inline" if loaded.inline else "thread pool",
+                    degraded=loaded.degraded is not None,
                 )
+                if loaded.degraded is not None:
+                    detail["degraded_reason"] = loaded.degraded
+                if self.batcher_for(served) is not None:
+                    detail["micro_batching"] = True
             else:
                 failed = self._failed.get(served.sha256)
                 detail["error"] = failed[1] if failed else "not loaded in this process"
@@ -200,6 +245,37 @@ class SessionCache:
 
 
 session_cache = SessionCache()
+
+
+def _batcher(served: ServedVersion, model: LoadedModel, policy: BatchingPolicy) -> MicroBatcher:
+    def unbatchable(reason: str) -> None:
+        logger.warning(
+            "%s cannot be micro-batched, running requests alone: %s", served.label, reason
+        )
+
+    return MicroBatcher.for_policy(
+        model.run,
+        policy,
+        on_batch=metrics.batch_observer(served.model_name, served.version),
+        on_unbatchable=unbatchable,
+    )
+
+
+def _degraded_reporter(served: ServedVersion) -> Any:
+    """What a model calls when it falls back from its accelerator to the CPU."""
+
+    def report(previous_provider: str, reason: str) -> None:
+        metrics.model_loaded(served.model_name, served.version, "", loaded=False)
+        metrics.model_loaded(served.model_name, served.version, "CPUExecutionProvider", loaded=True)
+        metrics.model_degraded(served.model_name, served.version)
+        logger.error(
+            "%s runs degraded on the CPU after a failure on %s: %s",
+            served.label,
+            previous_provider,
+            reason,
+        )
+
+    return report
 
 
 def _on_registry_change(change: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from asyncio import _get_running_loop
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,7 +146,8 @@ def warm_execution(*, model_name: str, version: str | None) -> str | None:
 
     "inline": plan read, sessions loaded, and every model involved (shadow included)
     is cheaper than a thread hop: run it on the event loop. "pool": warm, but a model
-    is heavier: run it on a worker thread (any; no database is needed).
+    is heavier or micro-batches (its requests wait for company, which only a worker
+    thread may do): run it on a worker thread (any; no database is needed).
     """
     plans = session_cache.loaded_plans()
     if plans is None:
@@ -160,10 +162,12 @@ def warm_execution(*, model_name: str, version: str | None) -> str | None:
         candidates = [plan.champion, plan.challenger] if plan.challenger else [plan.champion]
     inline = True
     for served in candidates:
-        model = session_cache.get(served.sha256) if served is not None else None
+        if served is None:
+            return None
+        model = session_cache.get(served.sha256)
         if model is None:
             return None
-        inline = inline and model.inline
+        inline = inline and model.inline and session_cache.batcher_for(served) is None
     return "inline" if inline else "pool"
 
 
@@ -202,9 +206,14 @@ def _with_store_features(
 
 
 def _score(served: ServedVersion, model: LoadedModel, feeds: Feeds) -> list[Any]:
+    batcher = session_cache.batcher_for(served)
+    # A batcher may wait for company: only worker threads may wait, never an event loop
+    # (warm_execution sends batching models to the pool; this guards a plan changing
+    # between that decision and this call).
+    run = batcher.run if batcher is not None and _get_running_loop() is None else model.run
     started = time.perf_counter()
     try:
-        outputs = model.run(feeds)
+        outputs = run(feeds)
     except Exception as exc:  # the graph refused these values (shape, type)
         raise Unprocessable(
             f"The model could not score this input: {exc}",

@@ -55,7 +55,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PEERS_DIR = BENCH_DIR / "peers"
 LOADGEN = BENCH_DIR / "loadgen.py"
 HOST = "127.0.0.1"
-CONTENDERS = ("raw", "null", "fastapi", "kserve", "phoenix")
+CONTENDERS = ("raw", "null", "fastapi", "kserve", "phoenix", "phoenix-mb")
 # The project's own interpreter: it must not be mistaken for a peer's.
 PROJECT_VENV = ROOT / ".venv"
 
@@ -450,8 +450,18 @@ def phoenix_env(run: Run, data_dir: Path) -> dict[str, str]:
     return clean_env(PHOENIX_DATA_DIR=str(data_dir), **overrides)
 
 
-def phoenix_prepare(run: Run, env: dict[str, str]) -> str:
-    """Migrate, register the model as production/champion, and return a new API key."""
+# The routing policy that turns micro-batching on, as an operator sets it in admin.
+_MICRO_BATCHING_ON = (
+    "from inference.models import RoutingPolicy; "
+    "from models_registry.models import RegisteredModel; "
+    "RoutingPolicy.objects.update_or_create(model=RegisteredModel.objects.get(name={name!r}), "
+    "defaults={{'micro_batching': True}})"
+)
+
+
+def phoenix_prepare(run: Run, env: dict[str, str], *, micro_batching: bool = False) -> str:
+    """Migrate, register the model as production/champion (with micro-batching on if
+    asked), and return a new API key."""
     manage = [sys.executable, str(ROOT / "manage.py")]
     name = run.args.model_name
 
@@ -465,6 +475,8 @@ def phoenix_prepare(run: Run, env: dict[str, str]) -> str:
         *("--name", name, "--stage", "production", "--alias", "champion"),
     )
     print(f"  {registered.strip()}", flush=True)
+    if micro_batching:
+        call("shell", "-c", _MICRO_BATCHING_ON.format(name=name))
     return call("create_api_key", "bench", "--models", name).strip().splitlines()[-1].strip()
 
 
@@ -489,7 +501,7 @@ def phoenix_web_process(run: Run, *, port: int, env: dict[str, str]) -> phoenix_
     return next(p for p in processes if p.name == "web")
 
 
-def contender_phoenix(run: Run) -> None:
+def contender_phoenix(run: Run, *, micro_batching: bool = False) -> None:
     base = Path(run.args.work_dir) / "phoenix-data"
     base.mkdir(parents=True, exist_ok=True)
     data_dir = Path(tempfile.mkdtemp(prefix="run-", dir=base))
@@ -499,7 +511,7 @@ def contender_phoenix(run: Run) -> None:
             # As run_stack: every web worker writes its metrics here (a fresh, empty folder).
             (data_dir / "prometheus").mkdir()
             env["PROMETHEUS_MULTIPROC_DIR"] = str(data_dir / "prometheus")
-        key = phoenix_prepare(run, env)
+        key = phoenix_prepare(run, env, micro_batching=micro_batching)
         port = free_port()
         web = phoenix_web_process(run, port=port, env=env)
         env = {**env, **web.env, "PHOENIX_PRELOAD_MODELS": "1"}
@@ -527,7 +539,14 @@ def contender_phoenix(run: Run) -> None:
             observed = len(worker_pids(pid))
             if observed != workers:
                 run.note(f"phoenix: {observed} serving processes for --workers {workers}")
-            phoenix_measure(run, port=port, key=key, leader=pid, workers=observed)
+            phoenix_measure(
+                run,
+                port=port,
+                key=key,
+                leader=pid,
+                workers=observed,
+                suffix="-mb" if micro_batching else "",
+            )
     finally:
         if run.args.keep_data:
             print(f"  Phoenix data kept in {data_dir}", flush=True)
@@ -535,15 +554,20 @@ def contender_phoenix(run: Run) -> None:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def phoenix_measure(run: Run, *, port: int, key: str, leader: int, workers: int) -> None:
+def phoenix_measure(
+    run: Run, *, port: int, key: str, leader: int, workers: int, suffix: str = ""
+) -> None:
+    """The REST and v2 rows (ids end in ``suffix``); the batch and memory runs only for
+    the plain server (no suffix)."""
     name = run.args.model_name
+    server = "Phoenix (make run web process" + (", micro-batching on)" if suffix else ")")
     bodies = single_row_bodies(run.model)
     rest_path = f"/api/v1/models/{name}/predict"
     rest = build_request(HOST, rest_path, key, bodies["named"], port=port)
     for row_id, endpoint, raw in (
-        ("phoenix-rest", "REST POST /api/v1/models/{name}/predict", rest),
+        ("phoenix-rest" + suffix, "REST POST /api/v1/models/{name}/predict", rest),
         (
-            "phoenix-v2",
+            "phoenix-v2" + suffix,
             "v2 POST /v2/models/{name}/infer",
             build_request(HOST, f"/v2/models/{name}/infer", key, bodies["v2"], port=port),
         ),
@@ -551,13 +575,15 @@ def phoenix_measure(run: Run, *, port: int, key: str, leader: int, workers: int)
         add_row(
             run,
             row_id=row_id,
-            server="Phoenix (make run web process)",
+            server=server,
             endpoint=endpoint,
             workers=workers,
             port=port,
             raw=raw,
             leader=leader,
         )
+    if suffix:
+        return
     if run.args.batch:
         import numpy as np
 
@@ -613,6 +639,7 @@ CONTENDER_RUNS: dict[str, Callable[[Run], None]] = {
     "fastapi": contender_fastapi,
     "kserve": contender_kserve,
     "phoenix": contender_phoenix,
+    "phoenix-mb": lambda run: contender_phoenix(run, micro_batching=True),
 }
 
 
