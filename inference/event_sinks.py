@@ -95,7 +95,9 @@ class KafkaSink:
                 batch_size=1024 * 1024,
                 compression_type=None,
                 request_timeout_ms=max(1000, timeout_ms // 2),
-                delivery_timeout_ms=timeout_ms,
+                # kafka-python refuses a delivery timeout not above linger + request
+                # timeout; a short PHOENIX_EVENT_SEND_TIMEOUT_S (1 s) must still work.
+                delivery_timeout_ms=max(timeout_ms, 200 + max(1000, timeout_ms // 2) + 1),
                 max_block_ms=timeout_ms,
                 bootstrap_timeout_ms=timeout_ms,
                 reconnect_backoff_max_ms=1000,

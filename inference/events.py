@@ -152,6 +152,9 @@ class EventPublisher:
         self._next_retry = 0.0
         self._retry_delay = 0.25
         self.last_error = ""
+        # Why the journal's last write failed ("" while it writes): with the buffer
+        # full too, this process can no longer keep what it serves, so it is unready.
+        self.journal_error = ""
 
     # --- request path ----------------------------------------------------------
 
@@ -184,7 +187,12 @@ class EventPublisher:
             logger.exception("could not enqueue %d prediction events", events)
 
     def _spill(self, items: list[Item], *, reason: str) -> None:
-        self.journal.append([{"t": topic, "e": event} for topic, event in items])
+        try:
+            self.journal.append([{"t": topic, "e": event} for topic, event in items])
+        except Exception as exc:
+            self.journal_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self.journal_error = ""
         self._journal_dirty = True
         EVENTS_SPILLED.labels(reason=reason).inc(len(items))
 
@@ -342,6 +350,7 @@ class EventPublisher:
             "journal_bytes": journal_bytes,
             "flusher_running": self.running,
             "last_error": self.last_error,
+            "journal_error": self.journal_error,
         }
 
 
@@ -417,10 +426,19 @@ def _readiness() -> Any:
     from phoenix.health import ComponentStatus
 
     status = event_publishing_status()
+    publisher = _publisher
+    if publisher is None:
+        return ComponentStatus(ok=True, detail=status)
     # A broker outage is degraded, not unready: the API keeps answering and the
-    # journal keeps the events. Unready only if the flusher died after starting.
-    ok = _publisher is None or _publisher._thread is None or _publisher.running
-    return ComponentStatus(ok=ok, detail=status)
+    # journal keeps the events. Unready only if the flusher died after starting, or
+    # if events can be kept nowhere: the buffer full and the journal failing.
+    flusher_dead = publisher._thread is not None and not publisher.running
+    nowhere = bool(publisher.journal_error) and status["buffer_depth"] >= status["buffer_size"]
+    return ComponentStatus(
+        ok=not flusher_dead and not nowhere,
+        detail=status,
+        degraded=not status["backend_healthy"] or bool(publisher.journal_error),
+    )
 
 
 def _register_readiness() -> None:

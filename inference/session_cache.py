@@ -210,15 +210,24 @@ class SessionCache:
     # --- readiness -------------------------------------------------------------
 
     def readiness(self) -> list[tuple[str, ComponentStatus]]:
-        """One component per servable version (read from the database, not the cache),
-        ok only when its session is warm in this process."""
-        from models_registry.selectors import servable_versions
+        """One component per servable version, ok only when its session is warm here.
 
-        from .selectors import served_version_from
-
+        Once the plans are read, the versions are the plans' (no database: readiness
+        must not fail while the database is down and this process serves from memory).
+        Before that (start-up), they are read from the registry; when the registry
+        cannot be read either, start-up has not finished: one failing component.
+        """
+        plans = self._plans
+        versions: list[ServedVersion] | None
+        if plans is not None:
+            versions = [v for plan in plans.values() for v in plan.versions.values()]
+        else:
+            versions = self._versions_from_registry()
+        if versions is None:
+            unread = {"error": "start-up not finished: the model registry cannot be read"}
+            return [("models", ComponentStatus(ok=False, detail=unread))]
         statuses: list[tuple[str, ComponentStatus]] = []
-        for version in servable_versions():
-            served = served_version_from(version)
+        for served in versions:
             loaded = self._sessions.get(served.sha256)
             detail: dict[str, Any] = {"stage": served.stage, "aliases": list(served.aliases)}
             if loaded is not None:
@@ -226,7 +235,6 @@ class SessionCache:
                     provider=loaded.provider,
                     warm_call_us=round(loaded.warm_call_s * 1e6, 1),
                     execution="inline" if loaded.inline else "thread pool",
-                    degraded=loaded.degraded is not None,
                 )
                 if loaded.degraded is not None:
                     detail["degraded_reason"] = loaded.degraded
@@ -235,13 +243,24 @@ class SessionCache:
             else:
                 failed = self._failed.get(served.sha256)
                 detail["error"] = failed[1] if failed else "not loaded in this process"
-            statuses.append(
-                (
-                    f"model:{served.model_name}:{served.version}",
-                    ComponentStatus(ok=loaded is not None, detail=detail),
-                )
+            status = ComponentStatus(
+                ok=loaded is not None,
+                detail=detail,
+                degraded=loaded is not None and loaded.degraded is not None,
             )
+            statuses.append((f"model:{served.model_name}:{served.version}", status))
         return statuses
+
+    @staticmethod
+    def _versions_from_registry() -> list[ServedVersion] | None:
+        from models_registry.selectors import servable_versions
+
+        from .selectors import served_version_from
+
+        try:
+            return [served_version_from(v) for v in servable_versions()]
+        except DatabaseError:
+            return None
 
 
 session_cache = SessionCache()
@@ -335,7 +354,24 @@ def _preload() -> None:
         start_listener()
         session_cache.refresh(reason="process start")
     except Exception:
-        logger.exception("preloading models failed; /readyz will report it")
+        logger.exception("preloading models failed; /readyz will report it, retrying")
+        # Nothing else would load them: behind a load balancer an unready process gets
+        # no request, so it must finish start-up on its own once the registry is back.
+        threading.Thread(target=_preload_retry, name="phoenix-preload-retry", daemon=True).start()
+    else:
+        logger.info("session cache preloaded in %.0f ms", (time.perf_counter() - started) * 1000)
     finally:
         close_old_connections()
-    logger.info("session cache preloaded in %.0f ms", (time.perf_counter() - started) * 1000)
+
+
+def _preload_retry(first_delay_s: float = 1.0, max_delay_s: float = 30.0) -> None:
+    delay = first_delay_s
+    while session_cache.loaded_plans() is None:
+        time.sleep(delay)
+        try:
+            session_cache.refresh(reason="process start, retried")
+        except Exception as exc:
+            logger.warning("preloading models failed again (%s); next try in %.0f s", exc, delay)
+            delay = min(delay * 2, max_delay_s)
+        finally:
+            close_old_connections()

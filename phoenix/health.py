@@ -1,9 +1,20 @@
 """Liveness and readiness.
 
 ``/healthz`` touches nothing: the process answers, so it is alive. ``/readyz``
-runs every registered component check (database and cache here; apps register
-their own, such as warm models and the event bus) and answers 200 only when all
-pass, with each component's status and latency so an operator sees what is wrong.
+says whether *this process* can answer predictions: it runs every registered
+component check (database and cache here; apps register their own, such as warm
+models and the event bus) and answers 503 only when a check that this process
+needs fails: its models are not warm, start-up has not finished, or its event
+buffer is full with the journal unwritable.
+
+Dependencies every replica shares (the database, Redis, the Kafka broker) never
+make it unready: the service degrades around them (warm plans in memory, the
+event journal, features from the request), and behind a load balancer one outage
+of a shared dependency would otherwise take every replica out at once. Their
+state stays visible: each component is ``ok``, ``degraded`` (serving without it,
+or with less: a model fallen back to the CPU) or ``fail``, the answer carries
+``"degraded": true`` when any is, and ``phoenix_component_up`` exports the same
+per component for alerts.
 """
 
 from __future__ import annotations
@@ -16,22 +27,45 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from prometheus_client import Gauge
+
+COMPONENT_UP = Gauge(
+    "phoenix_component_up",
+    "1 while a readiness component is ok, 0.5 degraded, 0 failed (as the last /readyz saw it).",
+    ["component"],
+    multiprocess_mode="livemin",
+)
+_LEVEL = {"ok": 1.0, "degraded": 0.5, "fail": 0.0}
 
 
 @dataclass(frozen=True)
 class ComponentStatus:
     ok: bool
     detail: dict[str, Any] = field(default_factory=dict)
+    # Serving, but with less than usual (a dependency down, a model on the CPU fallback).
+    degraded: bool = False
 
 
 ComponentCheck = Callable[[], ComponentStatus | list[tuple[str, ComponentStatus]]]
 
-_checks: dict[str, ComponentCheck] = {}
+
+@dataclass(frozen=True)
+class _Check:
+    run: ComponentCheck
+    # False for dependencies every replica shares: their failure degrades, never unreadies.
+    required: bool
 
 
-def register_check(name: str, check: ComponentCheck) -> None:
-    """Add a readiness check; a check may return one status or several named ones."""
-    _checks[name] = check
+_checks: dict[str, _Check] = {}
+
+
+def register_check(name: str, check: ComponentCheck, *, required: bool = True) -> None:
+    """Add a readiness check; a check may return one status or several named ones.
+
+    ``required=False`` for a shared dependency the service degrades around: when it
+    fails, the component is reported ``degraded`` and the process stays ready.
+    """
+    _checks[name] = _Check(check, required)
 
 
 def _database() -> ComponentStatus:
@@ -45,28 +79,41 @@ def _cache() -> ComponentStatus:
     return ComponentStatus(ok=cache.get("phoenix:readyz") == "1")
 
 
-register_check("database", _database)
-register_check("cache", _cache)
+register_check("database", _database, required=False)
+register_check("cache", _cache, required=False)
+
+
+def _state(status: ComponentStatus, *, required: bool) -> str:
+    if status.ok:
+        return "degraded" if status.degraded else "ok"
+    return "fail" if required else "degraded"
 
 
 def readiness_report() -> tuple[bool, dict[str, Any]]:
-    """Run every check; returns (all ok, {component: {status, latency_ms, ...}})."""
+    """Run every check; returns (this process can serve, {component: {status, latency_ms, ...}}).
+
+    A component's status is ``ok``, ``degraded`` or ``fail``; only ``fail`` (a
+    required check failing) makes the process unready.
+    """
     components: dict[str, Any] = {}
     for name, check in _checks.items():
         started = time.perf_counter()
         try:
-            result = check()
+            result = check.run()
         except Exception as exc:  # a failing dependency is a report, not a 500
             result = ComponentStatus(ok=False, detail={"error": f"{type(exc).__name__}: {exc}"})
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
         named = result if isinstance(result, list) else [(name, result)]
         for component, status in named:
+            state = _state(status, required=check.required)
             components[component] = {
-                "status": "ok" if status.ok else "fail",
-                "latency_ms": latency_ms,
                 **status.detail,
+                "status": state,
+                "degraded": state == "degraded",
+                "latency_ms": latency_ms,
             }
-    return all(c["status"] == "ok" for c in components.values()), components
+            COMPONENT_UP.labels(component).set(_LEVEL[state])
+    return all(c["status"] != "fail" for c in components.values()), components
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -75,7 +122,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 def readyz(request: HttpRequest) -> JsonResponse:
     ready, components = readiness_report()
+    degraded = any(c["degraded"] for c in components.values())
     return JsonResponse(
-        {"status": "ready" if ready else "not_ready", "components": components},
+        {
+            "status": "ready" if ready else "not_ready",
+            "degraded": degraded,
+            "components": components,
+        },
         status=200 if ready else 503,
     )
