@@ -326,13 +326,14 @@ def install() -> None:
     register_check("models", session_cache.readiness)
 
 
-def preload() -> None:
+def preload(*, always: bool = False) -> None:
     """Warm every servable version now and listen for other processes' changes.
 
-    Called by the ASGI/WSGI entry points when ``PHOENIX_PRELOAD_MODELS`` is on. A
-    failure is logged, not raised: the server still starts, and /readyz says what is wrong.
+    Called by the ASGI/WSGI entry points when ``PHOENIX_PRELOAD_MODELS`` is on (and
+    ``always`` by servers that only serve models, such as serve_grpc). A failure is
+    logged, not raised: the server still starts, and readiness says what is wrong.
     """
-    if not settings.PHOENIX_PRELOAD_MODELS:
+    if not (always or settings.PHOENIX_PRELOAD_MODELS):
         return
     try:
         asyncio.get_running_loop()

@@ -35,8 +35,10 @@ def stack_processes(
     web_workers: int,
     kafka_enabled: bool,
     worker_concurrency: int = 2,
+    grpc_port: int | None = None,
 ) -> list[StackProcess]:
-    """The web server, Celery worker and beat, and (with Kafka) the event consumer.
+    """The web server, Celery worker and beat, the gRPC inference server (on
+    ``grpc_port``; None: none), and (with Kafka) the event consumer.
 
     ``web_workers`` uvicorn processes share the port with or without Redis. Without
     Redis the channel layer lives in process memory, which is enough: each process
@@ -94,6 +96,22 @@ def stack_processes(
             env={},
         ),
     ]
+    if grpc_port is not None:
+        processes.append(
+            StackProcess(
+                name="grpc",
+                argv=[
+                    python,
+                    "manage.py",
+                    "serve_grpc",
+                    "--host",
+                    host,
+                    "--port",
+                    str(grpc_port),
+                ],
+                env={},
+            )
+        )
     if kafka_enabled:
         processes.append(
             StackProcess(name="events", argv=[python, "manage.py", "consume_events"], env={})

@@ -196,6 +196,9 @@ PHOENIX_ONNX_INTRA_OP_THREADS: int = env.int("PHOENIX_ONNX_INTRA_OP_THREADS", de
 PHOENIX_ONNX_INTER_OP_THREADS: int = env.int("PHOENIX_ONNX_INTER_OP_THREADS", default=1)
 # Threads per web process running Django's request stack (see phoenix/asgi.py).
 PHOENIX_HTTP_THREADS: int = env.int("PHOENIX_HTTP_THREADS", default=8)
+# The Open Inference Protocol over gRPC (manage.py serve_grpc; make run starts it).
+PHOENIX_GRPC_PORT: int = env.int("PHOENIX_GRPC_PORT", default=8081)
+PHOENIX_GRPC_THREADS: int = env.int("PHOENIX_GRPC_THREADS", default=8)
 PHOENIX_PREDICT_MAX_ROWS: int = env.int("PHOENIX_PREDICT_MAX_ROWS", default=1024)
 PHOENIX_FEATURE_TTL_S: int = env.int("PHOENIX_FEATURE_TTL_S", default=24 * 3600)
 PHOENIX_FEATURE_STORE: str = env.str(

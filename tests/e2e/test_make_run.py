@@ -62,10 +62,11 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], timeout_s: float) ->
 def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env.update(
         PORT=str(port),
+        PHOENIX_GRPC_PORT=str(grpc_port),
         PHOENIX_DATA_DIR=str(tmp_path / "var"),
         DJANGO_SUPERUSER_USERNAME="ops",
         DJANGO_SUPERUSER_PASSWORD="a-long-test-password-1",
@@ -144,6 +145,17 @@ def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
             and 'status="200"' in line
         )
         assert served == 61
+
+        # The gRPC inference server of the stack: same model, same keys.
+        import numpy as np
+        import tritonclient.grpc as grpcclient
+
+        with grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc_port}") as triton:
+            assert triton.is_server_ready()
+            tensor = grpcclient.InferInput("X", [1, 6], "FP32")
+            tensor.set_data_from_numpy(np.array([[52000, 9000, 37, 11, 3, 0.31]], np.float32))
+            result = triton.infer("credit-risk", [tensor], headers={"x-api-key": api_key})
+            assert result.as_numpy("label").tolist()[0] in (0, 1)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
@@ -152,9 +164,9 @@ def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
             log.close()
     output = (tmp_path / "make-run.log").read_text(errors="replace")
     assert "Password" not in output  # the password came from the environment
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "grpc"):
         assert f"{name} stopped" in output, output[-3000:]
     leftover = subprocess.run(
-        ["pgrep", "-f", f"--port {port}"], capture_output=True, text=True
+        ["pgrep", "-f", f"--port ({port}|{grpc_port})"], capture_output=True, text=True
     ).stdout.strip()
     assert leftover == "", f"processes still running after Ctrl-C: {leftover}"

@@ -41,3 +41,10 @@ def test_web_process_preloads_models() -> None:
         if p.name == "web"
     )
     assert web.env == {"PHOENIX_PRELOAD_MODELS": "1"}
+
+
+def test_grpc_server_runs_on_its_port_when_asked() -> None:
+    assert "grpc" not in names()
+    grpc = names(grpc_port=8181)["grpc"]
+    assert grpc[1:4] == ["manage.py", "serve_grpc", "--host"]
+    assert grpc[grpc.index("--port") + 1] == "8181"

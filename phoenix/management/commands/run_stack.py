@@ -17,8 +17,9 @@ from phoenix.stack import default_web_workers, stack_processes
 class Command(BaseCommand):
     help = (
         "Run the whole application in the foreground: the ASGI web server (HTTP and "
-        "websockets), the Celery worker and beat, and with KAFKA_BOOTSTRAP_SERVERS set the "
-        "event consumer. Ctrl-C (or SIGTERM) stops every process; so does any one exiting."
+        "websockets), the Celery worker and beat, the gRPC inference server "
+        "(--grpc-port), and with KAFKA_BOOTSTRAP_SERVERS set the event consumer. "
+        "Ctrl-C (or SIGTERM) stops every process; so does any one exiting."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,13 +33,23 @@ class Command(BaseCommand):
             "(WEB_CONCURRENCY)",
         )
 
-    def handle(self, *args: Any, host: str, port: int, web_workers: int, **options: Any) -> None:
+        parser.add_argument(
+            "--grpc-port",
+            type=int,
+            default=settings.PHOENIX_GRPC_PORT,
+            help="port of the gRPC inference server (PHOENIX_GRPC_PORT; 0: do not start it)",
+        )
+
+    def handle(
+        self, *args: Any, host: str, port: int, web_workers: int, grpc_port: int, **options: Any
+    ) -> None:
         processes = stack_processes(
             python=sys.executable,
             host=host,
             port=port,
             web_workers=web_workers,
             kafka_enabled=settings.PHOENIX_EVENT_BACKEND == "kafka",
+            grpc_port=grpc_port or None,
         )
         settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
         env = {**os.environ}
@@ -51,6 +62,8 @@ class Command(BaseCommand):
             metrics_dir.mkdir(parents=True)
             env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         self.stdout.write(f"Phoenix ML on http://{host}:{port}/  (admin: /admin/, API: /api/v1/)")
+        if grpc_port:
+            self.stdout.write(f"Open Inference Protocol over gRPC on {host}:{grpc_port}")
         manager = Manager()
         for process in processes:
             manager.add_process(process.name, process.command, env={**env, **process.env})

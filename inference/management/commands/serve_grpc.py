@@ -1,0 +1,83 @@
+"""Serve the Open Inference Protocol (KServe v2) over gRPC in this process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve inference.GRPCInferenceService (KServe v2: ServerLive, ServerReady, "
+        "ModelReady, ServerMetadata, ModelMetadata, ModelInfer) with the same API keys, "
+        "routing, metrics and events as the HTTP API. Models are warmed up before the "
+        "port opens. SIGTERM/SIGINT: stop accepting, finish calls in progress (--grace), "
+        "flush the event buffer, exit."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server's job
+        parser.add_argument("--port", type=int, default=settings.PHOENIX_GRPC_PORT)
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=settings.PHOENIX_GRPC_THREADS,
+            help="worker threads answering calls",
+        )
+        parser.add_argument(
+            "--grace", type=float, default=10.0, help="seconds calls in progress may finish"
+        )
+        parser.add_argument(
+            "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from inference.api.v2_grpc import grpc_server_build
+        from inference.events import event_publishing_stop
+        from inference.session_cache import preload
+
+        if options["threads"] < 1:
+            raise CommandError("--threads must be at least 1")
+        if options["metrics_port"]:
+            _metrics_serve(options["metrics_port"])
+        preload(always=True)
+        try:
+            server, port = grpc_server_build(
+                host=options["host"], port=options["port"], threads=options["threads"]
+            )
+        except (OSError, RuntimeError) as exc:
+            raise CommandError(str(exc)) from exc
+        stopping = threading.Event()
+
+        def shutdown(signum: int, frame: object) -> None:
+            self.stderr.write(f"signal {signum}: stopping")
+            stopping.set()
+
+        previous = {sig: signal.signal(sig, shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
+        server.start()
+        self.stdout.write(f"gRPC inference on {options['host']}:{port}")
+        try:
+            stopping.wait()
+        finally:
+            server.stop(options["grace"]).wait()
+            event_publishing_stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _metrics_serve(port: int) -> None:
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        start_http_server(port, registry=registry)
+    else:
+        start_http_server(port)

@@ -1,0 +1,238 @@
+"""The Open Inference Protocol over gRPC, driven by the real ``tritonclient.grpc``.
+
+The server is the one ``manage.py serve_grpc`` builds, on a free port in this
+process (its calls run on its own threads, so the test database is transactional).
+The last test runs the command itself as a separate process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from inference import api_keys
+from inference.api.v2_grpc import grpc_server_build
+from inference.auth import api_key_cache_clear
+from inference.session_cache import session_cache
+from tests.conftest import database_url_for_servers, free_port, wait_for_port
+from tests.inference_support import (
+    onnx_classifier,
+    onnx_predict,
+    prediction_events_record,
+    register,
+)
+
+ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, 1.0], [-2.0, 0.3, 0.0]]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> Iterator[None]:
+    session_cache.clear()
+    api_key_cache_clear()
+    yield
+    session_cache.clear()
+    api_key_cache_clear()
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    return prediction_events_record(monkeypatch)
+
+
+@pytest.fixture
+def served(transactional_db: None, tmp_path: Path) -> dict[str, Any]:
+    path = onnx_classifier(tmp_path / "m.onnx")
+    version = register("credit", path)
+    other = register("other", onnx_classifier(tmp_path / "o.onnx", seed=3))
+    key = api_keys.api_key_create(name="grpc", model_names=["credit"])[1]
+    session_cache.refresh()
+    return {"path": path, "version": version, "other": other, "key": key}
+
+
+@pytest.fixture
+def server(served: dict[str, Any]) -> Iterator[str]:
+    grpc_server, port = grpc_server_build(host="127.0.0.1", port=0, threads=4)
+    grpc_server.start()
+    yield f"127.0.0.1:{port}"
+    grpc_server.stop(0).wait()
+
+
+@pytest.fixture
+def client(server: str) -> Iterator[Any]:
+    with grpcclient.InferenceServerClient(url=server) as triton:
+        yield triton
+
+
+def _bearer(served: dict[str, Any]) -> dict[str, str]:
+    return {"authorization": f"Bearer {served['key']}"}
+
+
+def _input(rows: list[list[float]]) -> Any:
+    tensor = grpcclient.InferInput("X", [len(rows), 3], "FP32")
+    tensor.set_data_from_numpy(np.array(rows, dtype=np.float32))
+    return tensor
+
+
+def test_health_and_metadata(client: Any, served: dict[str, Any]) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("credit", headers=_bearer(served))
+    server = client.get_server_metadata()
+    assert server.name == "phoenix"
+
+    metadata = client.get_model_metadata("credit", headers=_bearer(served), as_json=True)
+
+    assert metadata["name"] == "credit"
+    assert metadata["versions"] == [served["version"].version]
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": ["-1", "3"]}]
+    assert {o["name"] for o in metadata["outputs"]} == {"label", "probabilities"}
+
+
+def test_batch_infer_matches_onnxruntime_and_is_logged(
+    client: Any, served: dict[str, Any], events: list[dict[str, Any]]
+) -> None:
+    result = client.infer(
+        "credit", [_input(ROWS)], headers=_bearer(served), request_id="grpc-batch-1"
+    )
+
+    labels, probabilities = onnx_predict(served["path"], ROWS)
+    assert result.as_numpy("label").tolist() == labels
+    assert np.allclose(result.as_numpy("probabilities"), probabilities, atol=1e-6)
+    response = result.get_response(as_json=True)
+    assert response["model_name"] == "credit"
+    assert response["model_version"] == served["version"].version
+    assert response["id"] == "grpc-batch-1"
+    assert response["parameters"]["routed_by"]["string_param"] == "single:champion"
+    assert [e["request_id"] for e in events] == ["grpc-batch-1"] * 3
+    assert [e["prediction"] for e in events] == labels
+
+
+def test_requested_outputs_only(client: Any, served: dict[str, Any]) -> None:
+    result = client.infer(
+        "credit",
+        [_input(ROWS[:1])],
+        outputs=[grpcclient.InferRequestedOutput("label")],
+        headers=_bearer(served),
+    )
+
+    assert result.as_numpy("label").tolist() == onnx_predict(served["path"], ROWS[:1])[0]
+    assert result.as_numpy("probabilities") is None
+
+
+def test_typed_contents_are_read_like_raw_ones(server: str, served: dict[str, Any]) -> None:
+    """A client may send typed ``contents`` instead of ``raw_input_contents``."""
+    request = service_pb2.ModelInferRequest(model_name="credit")
+    tensor = request.inputs.add(name="X", datatype="FP32", shape=[2, 3])
+    tensor.contents.fp32_contents.extend([v for row in ROWS[:2] for v in row])
+    with grpc.insecure_channel(server) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        response = stub.ModelInfer(request, metadata=[("x-api-key", served["key"])])
+
+    labels = np.frombuffer(response.raw_output_contents[0], dtype=np.int64)
+    assert labels.tolist() == onnx_predict(served["path"], ROWS[:2])[0]
+
+
+@pytest.mark.parametrize(
+    ("headers", "model", "version", "code"),
+    [
+        ({}, "credit", "", grpc.StatusCode.UNAUTHENTICATED),
+        ({"authorization": "Bearer not-a-key"}, "credit", "", grpc.StatusCode.UNAUTHENTICATED),
+        (None, "other", "", grpc.StatusCode.PERMISSION_DENIED),  # key scoped to credit
+        (None, "credit", "99", grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_errors_map_to_grpc_status_codes(
+    client: Any,
+    served: dict[str, Any],
+    headers: dict[str, str] | None,
+    model: str,
+    version: str,
+    code: Any,
+) -> None:
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer(
+            model,
+            [_input(ROWS[:1])],
+            model_version=version,
+            headers=_bearer(served) if headers is None else headers,
+        )
+
+    assert raised.value.status() == str(code)
+
+
+def test_bad_tensors_are_invalid_argument(client: Any, served: dict[str, Any]) -> None:
+    wrong_width = grpcclient.InferInput("X", [1, 4], "FP32")
+    wrong_width.set_data_from_numpy(np.zeros((1, 4), dtype=np.float32))
+    short = service_pb2.ModelInferRequest(model_name="credit")
+    short.inputs.add(name="X", datatype="FP32", shape=[1, 3])
+    short.raw_input_contents.append(b"\x00" * 8)  # 2 floats for a 1 x 3 tensor
+
+    for call in (
+        lambda: client.infer("credit", [wrong_width], headers=_bearer(served)),
+        lambda: client._client_stub.ModelInfer(short, metadata=list(_bearer(served).items())),
+    ):
+        with pytest.raises((InferenceServerException, grpc.RpcError)) as raised:
+            call()
+        status = (
+            raised.value.status()
+            if isinstance(raised.value, InferenceServerException)
+            else str(raised.value.code())
+        )
+        assert status == str(grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def test_metrics_count_grpc_requests(client: Any, served: dict[str, Any]) -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {
+        "model": "credit",
+        "version": served["version"].version,
+        "route": "single:champion",
+        "status": "200",
+    }
+    before = REGISTRY.get_sample_value("phoenix_inference_requests_total", labels) or 0.0
+
+    client.infer("credit", [_input(ROWS[:1])], headers=_bearer(served))
+
+    assert REGISTRY.get_sample_value("phoenix_inference_requests_total", labels) == before + 1
+
+
+def test_serve_grpc_command_serves_until_terminated(
+    postgres_db: None, served: dict[str, Any], settings: Any, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "phoenix.settings",
+        "DATABASE_URL": database_url_for_servers(),
+        "PHOENIX_MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PHOENIX_DATA_DIR": str(tmp_path / "grpc"),
+    }
+    log = tmp_path / "grpc.log"
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve_grpc", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert wait_for_port(port, timeout_s=90), log.read_text()
+        with grpcclient.InferenceServerClient(url=f"127.0.0.1:{port}") as triton:
+            assert triton.is_server_ready()
+            result = triton.infer("credit", [_input(ROWS)], headers=_bearer(served))
+            assert result.as_numpy("label").tolist() == onnx_predict(served["path"], ROWS)[0]
+    finally:
+        process.terminate()
+        assert process.wait(timeout=30) == 0, log.read_text()
