@@ -16,8 +16,10 @@ the same way. Errors keep their message and map to gRPC status codes by HTTP sta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import grpc
@@ -28,8 +30,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from phoenix.exceptions import ApplicationError, InvalidInput, status_for
 
-from ..auth import api_key_authenticate, api_key_from_headers
-from ..prediction import Prediction, tensor_infer
+from ..auth import api_key_authenticate, api_key_cached, api_key_from_headers
+from ..prediction import Prediction, tensor_infer, warm_execution
 from . import v2
 
 logger = logging.getLogger(__name__)
@@ -72,7 +74,12 @@ def grpc_code(status: int) -> grpc.StatusCode:
     return _CODES.get(status, grpc.StatusCode.INTERNAL)
 
 
-def _headers(context: grpc.ServicerContext) -> dict[str, str]:
+def _code_for(error: ApplicationError) -> grpc.StatusCode:
+    status = error.status if isinstance(error, _ProtocolError) else status_for(error)
+    return grpc_code(status)
+
+
+def _headers(context: Any) -> dict[str, str]:
     """The call's metadata under the header names the key reader looks for."""
     metadata = {k.lower(): v for k, v in context.invocation_metadata() if isinstance(v, str)}
     headers = {}
@@ -81,17 +88,6 @@ def _headers(context: grpc.ServicerContext) -> dict[str, str]:
     if "x-api-key" in metadata:
         headers["X-API-Key"] = metadata["x-api-key"]
     return headers
-
-
-def _protocol_json(
-    context: grpc.ServicerContext, path: str, *, not_ready_ok: bool = False
-) -> dict[str, Any]:
-    """The HTTP protocol's answer for GET ``path``, or the call aborted with its error."""
-    response = v2.handle("GET", path, _headers(context), b"")
-    body: dict[str, Any] = orjson.loads(response.body)
-    if response.status != 200 and not (not_ready_ok and response.status == 503 and "ready" in body):
-        context.abort(grpc_code(response.status), str(body.get("error", "request failed")))
-    return body
 
 
 def _parameter(parameter: Any) -> Any:
@@ -164,31 +160,38 @@ def _model_path(name: str, version: str) -> str:
 
 
 class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    """KServe v2's six methods over the project's protocol handling and service."""
+    """KServe v2's six methods over the project's protocol handling and service.
 
-    def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
+    On grpc.aio, as the HTTP data plane runs: a warm inference (key cached, plan read,
+    sessions loaded, a model cheaper than a thread hop) is answered on the event loop;
+    everything else (metadata, first calls, heavier models, feature-store lookups)
+    on the worker threads, where the database may be read.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
 
-    def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
-        body = _call(
-            context, lambda: _protocol_json(context, "/v2/health/ready", not_ready_ok=True)
-        )
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        body = await self._pool(context, _protocol_json, "/v2/health/ready", _headers(context))
         return service_pb2.ServerReadyResponse(ready=bool(body.get("ready")))
 
-    def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
-        body = _call(context, lambda: _protocol_json(context, "/v2"))
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        body = await self._pool(context, _protocol_json, "/v2", _headers(context))
         return service_pb2.ServerMetadataResponse(
             name=body["name"], version=body["version"], extensions=body.get("extensions", [])
         )
 
-    def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelReady(self, request: Any, context: Any) -> Any:
         path = _model_path(request.name, request.version) + "/ready"
-        body = _call(context, lambda: _protocol_json(context, path, not_ready_ok=True))
+        body = await self._pool(context, _protocol_json, path, _headers(context))
         return service_pb2.ModelReadyResponse(ready=bool(body.get("ready")))
 
-    def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
         path = _model_path(request.name, request.version)
-        body = _call(context, lambda: _protocol_json(context, path))
+        body = await self._pool(context, _protocol_json, path, _headers(context))
         return service_pb2.ModelMetadataResponse(
             name=body["name"],
             versions=body["versions"],
@@ -197,52 +200,89 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             outputs=_tensor_metadata(body["outputs"]),
         )
 
-    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
-        def infer() -> Any:
-            principal = api_key_authenticate(key=api_key_from_headers(_headers(context)))
-            if len(request.id) > 64:  # PredictionLog.request_id's length, as over HTTP
-                raise InvalidInput("'id' must be at most 64 characters.", details={"field": "id"})
-            entity = request.parameters.get("entity_id")
-            entity_id = _parameter(entity) if entity is not None else None
-            prediction = tensor_infer(
-                principal=principal,
-                model_name=request.model_name,
-                inputs=_input_tensors(request),
-                version=request.model_version or None,
-                entity_id=str(entity_id) if entity_id is not None else None,
-                request_id=request.id or None,
-            )
-            return _infer_response(request, prediction)
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        headers = _headers(context)
+        if _warm_inline(request, headers):
+            try:
+                return _infer(request, headers)
+            except ApplicationError as error:
+                await context.abort(_code_for(error), error.message)
+        return await self._pool(context, _infer, request, headers)
 
-        return _call(context, infer)
+    async def _pool(self, context: Any, function: Callable[..., Reply], *args: Any) -> Reply:
+        """``function(*args)`` on a worker thread as Django runs a request (stale
+        connections closed before and after); a domain error aborts with its status."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.executor, _with_connections, function, *args)
+        except ApplicationError as error:
+            await context.abort(_code_for(error), error.message)
+            raise  # abort raises; this line only satisfies the type checker
 
 
-def _call(context: grpc.ServicerContext, function: Callable[[], Reply]) -> Reply:
-    """Run one call as Django runs a request: stale connections closed before and after,
-    domain errors as their gRPC status (anything else: INTERNAL, logged by grpcio)."""
+class _ProtocolError(ApplicationError):
+    """An HTTP protocol answer that was not 200, carried to the call's abort."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, details={})
+        self.status = status
+
+
+def _protocol_json(path: str, headers: dict[str, str]) -> dict[str, Any]:
+    """The HTTP protocol's answer for GET ``path`` (a not-ready answer included)."""
+    response = v2.handle("GET", path, headers, b"")
+    body: dict[str, Any] = orjson.loads(response.body)
+    if response.status == 200 or (response.status == 503 and "ready" in body):
+        return body
+    raise _ProtocolError(response.status, str(body.get("error", "request failed")))
+
+
+def _warm_inline(request: Any, headers: dict[str, str]) -> bool:
+    if "entity_id" in request.parameters:  # a feature-store lookup: network or database
+        return False
+    if api_key_cached(api_key_from_headers(headers)) is None:
+        return False
+    execution = warm_execution(model_name=request.model_name, version=request.model_version or None)
+    return execution == "inline"
+
+
+def _infer(request: Any, headers: dict[str, str]) -> Any:
+    principal = api_key_authenticate(key=api_key_from_headers(headers))
+    if len(request.id) > 64:  # PredictionLog.request_id's length, as over HTTP
+        raise InvalidInput("'id' must be at most 64 characters.", details={"field": "id"})
+    entity = request.parameters.get("entity_id")
+    entity_id = _parameter(entity) if entity is not None else None
+    prediction = tensor_infer(
+        principal=principal,
+        model_name=request.model_name,
+        inputs=_input_tensors(request),
+        version=request.model_version or None,
+        entity_id=str(entity_id) if entity_id is not None else None,
+        request_id=request.id or None,
+    )
+    return _infer_response(request, prediction)
+
+
+def _with_connections(function: Callable[..., Reply], *args: Any) -> Reply:
     close_old_connections()
     try:
-        return function()
-    except ApplicationError as error:
-        context.abort(grpc_code(status_for(error)), error.message)
-        raise  # abort raises; this satisfies the type checker
+        return function(*args)
     finally:
         close_old_connections()
 
 
-def grpc_server_build(*, host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
-    """A started-ready (not yet started) server on ``host:port``; returns it and the bound
-    port (``port=0`` picks a free one). Calls run on ``threads`` worker threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=threads, thread_name_prefix="phoenix-grpc"),
+def grpc_server_build(*, host: str, port: int, threads: int) -> tuple[Any, int]:
+    """A grpc.aio server on ``host:port``, not started; returns it and the bound port
+    (``port=0`` picks a free one). Calls that may block run on ``threads`` threads.
+    Build it inside the event loop that will run it."""
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="phoenix-grpc")
+    server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", _max_message_bytes()),
             ("grpc.max_send_message_length", _max_message_bytes()),
         ],
     )
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(executor), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")

@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = Path(__file__).resolve().parent
 PEERS_DIR = BENCH_DIR / "peers"
 LOADGEN = BENCH_DIR / "loadgen.py"
+GRPC_LOADGEN = BENCH_DIR / "grpc_loadgen.py"
 HOST = "127.0.0.1"
 CONTENDERS = ("raw", "null", "fastapi", "kserve", "phoenix", "phoenix-mb")
 # The project's own interpreter: it must not be mistaken for a peer's.
@@ -272,6 +273,109 @@ def add_row(
     return row
 
 
+# --- gRPC rows (Open Inference Protocol's ModelInfer) ------------------------------------
+
+
+def grpc_request(run: Run) -> bytes:
+    """One single-row ModelInferRequest, serialised once (raw FP32 contents)."""
+    import numpy as np
+    from tritonclient.grpc import service_pb2
+
+    row = run.model.row
+    request = service_pb2.ModelInferRequest(model_name=run.args.model_name)
+    request.inputs.add(name=run.model.input_name, datatype="FP32", shape=[1, len(row)])
+    request.raw_input_contents.append(np.asarray([row], dtype=np.float32).tobytes())
+    return bytes(request.SerializeToString())
+
+
+def grpc_sanity(run: Run, name: str, port: int, metadata: list[tuple[str, str]]) -> dict[str, Any]:
+    """One ModelInfer call through grpcio, its label compared with raw onnxruntime's."""
+    import grpc
+    import numpy as np
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    try:
+        with grpc.insecure_channel(f"{HOST}:{port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            request = service_pb2.ModelInferRequest.FromString(grpc_request(run))
+            response = stub.ModelInfer(request, metadata=metadata, timeout=30)
+    except grpc.RpcError as error:
+        detail = f"{error.code().name}: {error.details()}"
+        run.note(f"{name}: sanity call failed: {detail}")
+        return {"ok": False, "detail": detail}
+    first = response.outputs[0]
+    if response.raw_output_contents:
+        dtype = np.int64 if first.datatype == "INT64" else np.float32
+        label = np.frombuffer(response.raw_output_contents[0], dtype=dtype).tolist()[0]
+    else:
+        label = (list(first.contents.int64_contents) or list(first.contents.fp32_contents))[0]
+    if label != run.reference_label:
+        run.note(f"{name}: predicted {label!r}, raw onnxruntime {run.reference_label!r}")
+        return {"ok": False, "label": label, "detail": "label differs from raw onnxruntime"}
+    return {"ok": True, "label": label}
+
+
+def grpc_wait(port: int, timeout_s: float) -> None:
+    import grpc
+
+    with grpc.insecure_channel(f"{HOST}:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+
+
+def add_grpc_row(
+    run: Run,
+    *,
+    row_id: str,
+    server: str,
+    workers: int,
+    port: int,
+    metadata: list[tuple[str, str]],
+    leader: int | None,
+) -> None:
+    print(f"  {server} gRPC ModelInfer ({workers} process)", flush=True)
+    sanity = grpc_sanity(run, row_id, port, metadata)
+    request_file = run.requests_dir / f"{row_id}.bin"
+    request_file.write_bytes(grpc_request(run))
+    spec = {
+        "host": HOST,
+        "port": port,
+        "request_file": str(request_file),
+        "metadata": metadata,
+        "levels": run.levels,
+        "duration_s": run.args.duration,
+        "warmup_s": run.args.warmup,
+    }
+    spec_file = run.requests_dir / f"{row_id}.json"
+    spec_file.write_text(json.dumps(spec))
+    out = run.children.run(
+        [sys.executable, str(GRPC_LOADGEN), "--spec", str(spec_file)],
+        env=clean_env(),
+        cwd=ROOT,
+        timeout_s=(run.args.duration + run.args.warmup + 15) * len(run.levels) + 30,
+    )
+    levels: list[dict[str, Any]] = json.loads(out.strip().splitlines()[-1])["levels"]
+    for level in levels:
+        flag = f"  ERRORS {level['errors']}: {level['first_error']}" if level["errors"] else ""
+        print(
+            f"    c={level['concurrency']:<3} {level['rps']:9,.0f} req/s  p50 "
+            f"{level['p50_ms']:7.2f}  p99 {level['p99_ms']:7.2f} ms"
+            f"  client {level['cpu_cores']:.2f} cores{flag}",
+            flush=True,
+        )
+    run.result["rows"].append(
+        {
+            "id": row_id,
+            "server": server,
+            "endpoint": "gRPC ModelInfer",
+            "workers": workers,
+            "levels": levels,
+            "errors": sum(level["errors"] for level in levels) + (0 if sanity["ok"] else 1),
+            "sanity": sanity,
+            "rss_kib": [rss_kib(pid) for pid in worker_pids(leader)] if leader else [],
+        }
+    )
+
+
 @contextmanager
 def serving(
     run: Run,
@@ -417,6 +521,10 @@ def contender_kserve(run: Run) -> None:
         argv = [str(python), str(PEERS_DIR / "kserve_model.py"), "--model_name", name]
         argv += ["--http_port", str(port), "--workers", str(workers)]
         argv += shlex.split(run.args.kserve_args)
+        # KServe's gRPC server runs in its main process only: measured with one worker.
+        grpc_port = free_port() if workers == 1 and run.args.grpc else None
+        if grpc_port is not None:
+            argv += ["--enable_grpc", "true", "--grpc_port", str(grpc_port)]
         env = clean_env(BENCH_MODEL=str(run.model.path))
         run.result["config"]["kserve_argv"] = argv[1:]
         with serving(
@@ -441,6 +549,17 @@ def contender_kserve(run: Run) -> None:
                     workers=workers,
                     port=port,
                     raw=build_request(HOST, path, "", body, port=port),
+                    leader=pid,
+                )
+            if grpc_port is not None:
+                grpc_wait(grpc_port, run.args.ready_timeout)
+                add_grpc_row(
+                    run,
+                    row_id="kserve-grpc",
+                    server="KServe 0.21 Python server",
+                    workers=1,
+                    port=grpc_port,
+                    metadata=[],
                     leader=pid,
                 )
 
@@ -547,11 +666,42 @@ def contender_phoenix(run: Run, *, micro_batching: bool = False) -> None:
                 workers=observed,
                 suffix="-mb" if micro_batching else "",
             )
+        if run.args.grpc and not micro_batching:
+            phoenix_grpc_measure(run, env=env, key=key)
     finally:
         if run.args.keep_data:
             print(f"  Phoenix data kept in {data_dir}", flush=True)
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def phoenix_grpc_measure(run: Run, *, env: dict[str, str], key: str) -> None:
+    """The stack's gRPC process (``manage.py serve_grpc`` as make run starts it)."""
+    port = free_port()
+    processes = phoenix_stack.stack_processes(
+        python=sys.executable,
+        host=HOST,
+        port=free_port(),
+        web_workers=1,
+        kafka_enabled=False,
+        grpc_port=port,
+    )
+    grpc = next(p for p in processes if p.name == "grpc")
+    log = run.work / "logs" / "phoenix-grpc.log"
+    process = run.children.start(list(grpc.argv), env={**env, **grpc.env}, cwd=ROOT, log=log)
+    try:
+        grpc_wait(port, run.args.ready_timeout)
+        add_grpc_row(
+            run,
+            row_id="phoenix-grpc",
+            server="Phoenix (make run grpc process)",
+            workers=1,
+            port=port,
+            metadata=[("x-api-key", key)],
+            leader=process.pid,
+        )
+    finally:
+        run.children.stop(process)
 
 
 def phoenix_measure(
@@ -691,6 +841,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="KEY=VALUE",
         help="environment override for Phoenix (repeatable)",
+    )
+    add(
+        "--no-grpc",
+        dest="grpc",
+        action="store_false",
+        help="leave out the gRPC rows (Phoenix serve_grpc, KServe's gRPC server)",
     )
     add("--model-name", default="bench", help="model name on every server")
     add("--venv-dir", default=str(ROOT / "var" / "bench" / "venvs"), help="peer virtualenvs")

@@ -1,15 +1,19 @@
 """The Open Inference Protocol over gRPC, driven by the real ``tritonclient.grpc``.
 
 The server is the one ``manage.py serve_grpc`` builds, on a free port in this
-process (its calls run on its own threads, so the test database is transactional).
+process (its loop and worker threads are its own, so the test database is
+transactional). Warm calls run on its event loop, first ones on its threads: both
+paths are exercised, since every test starts with a cold key cache.
 The last test runs the command itself as a separate process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,10 +66,24 @@ def served(transactional_db: None, tmp_path: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def server(served: dict[str, Any]) -> Iterator[str]:
-    grpc_server, port = grpc_server_build(host="127.0.0.1", port=0, threads=4)
-    grpc_server.start()
-    yield f"127.0.0.1:{port}"
-    grpc_server.stop(0).wait()
+    """The grpc.aio server serve_grpc builds, on an event loop of its own thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-test-loop", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[Any, int]:
+        built, port = grpc_server_build(host="127.0.0.1", port=0, threads=4)
+        await built.start()
+        return built, port
+
+    grpc_server, port = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(grpc_server.stop(0), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import threading
 from typing import Any
 
 from django.conf import settings
@@ -37,8 +37,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from inference.api.v2_grpc import grpc_server_build
-        from inference.events import event_publishing_stop
         from inference.session_cache import preload
 
         if options["threads"] < 1:
@@ -46,28 +44,30 @@ class Command(BaseCommand):
         if options["metrics_port"]:
             _metrics_serve(options["metrics_port"])
         preload(always=True)
+        asyncio.run(self._serve(options))
+
+    async def _serve(self, options: dict[str, Any]) -> None:
+        from inference.api.v2_grpc import grpc_server_build
+        from inference.events import event_publishing_stop
+
         try:
             server, port = grpc_server_build(
                 host=options["host"], port=options["port"], threads=options["threads"]
             )
         except (OSError, RuntimeError) as exc:
             raise CommandError(str(exc)) from exc
-        stopping = threading.Event()
-
-        def shutdown(signum: int, frame: object) -> None:
-            self.stderr.write(f"signal {signum}: stopping")
-            stopping.set()
-
-        previous = {sig: signal.signal(sig, shutdown) for sig in (signal.SIGTERM, signal.SIGINT)}
-        server.start()
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await server.start()
         self.stdout.write(f"gRPC inference on {options['host']}:{port}")
         try:
-            stopping.wait()
+            await stopping.wait()
+            self.stderr.write("stopping: finishing calls in progress")
         finally:
-            server.stop(options["grace"]).wait()
+            await server.stop(options["grace"])
             event_publishing_stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def _metrics_serve(port: int) -> None:
