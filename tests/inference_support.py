@@ -43,6 +43,34 @@ def onnx_regressor(path: Path) -> Path:
     return path
 
 
+TEXTS = ["refund my order", "card was charged twice", "app crashes on login",
+         "cannot log in", "where is my parcel", "delivery is late"]  # fmt: skip
+
+
+def onnx_text_classifier(path: Path) -> Path:
+    """Tf-idf + logistic regression over raw strings (input ``text``, [N, 1] BYTES), 3 classes.
+
+    ``lowercase=False``: lowercasing becomes ONNX's StringNormalizer, which onnxruntime
+    can only build where the en_US.UTF-8 locale is installed.
+    """
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipeline = make_pipeline(TfidfVectorizer(lowercase=False), LogisticRegression(max_iter=200))
+    pipeline.fit(TEXTS * 5, [0, 0, 1, 1, 2, 2] * 5)
+    model = to_onnx(
+        pipeline,
+        initial_types=[("text", StringTensorType([None, 1]))],
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+        target_opset=17,
+    )
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
 def register(name: str, path: Path, *, stage: str = "production", alias: str | None = None) -> Any:
     from models_registry.services import model_version_register
 

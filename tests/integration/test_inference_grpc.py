@@ -33,6 +33,7 @@ from tests.conftest import database_url_for_servers, free_port, wait_for_port
 from tests.inference_support import (
     onnx_classifier,
     onnx_predict,
+    onnx_text_classifier,
     prediction_events_record,
     register,
 )
@@ -254,3 +255,24 @@ def test_serve_grpc_command_serves_until_terminated(
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0, log.read_text()
+
+
+def test_bytes_input_of_a_text_model(
+    client: Any, served: dict[str, Any], tmp_path: Path, events: list[dict[str, Any]]
+) -> None:
+    import onnxruntime as ort
+
+    path = onnx_text_classifier(tmp_path / "text.onnx")
+    register("tickets", path)
+    session_cache.refresh()
+    texts = [["card was charged twice"], ["app crashes on login"]]
+    tensor = grpcclient.InferInput("text", [2, 1], "BYTES")
+    tensor.set_data_from_numpy(np.array(texts, dtype=object))
+    key = api_keys.api_key_create(name="text")[1]
+
+    result = client.infer("tickets", [tensor], headers={"x-api-key": key})
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"text": np.array(texts, dtype=object)})[0].tolist()
+    assert result.as_numpy("label").tolist() == expected
+    assert [e["prediction"] for e in events] == expected
