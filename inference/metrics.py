@@ -81,6 +81,11 @@ BATCH_ROWS = Histogram(
     ["model", "version"],
     buckets=_BATCH_BUCKETS,
 )
+EXPLANATIONS = Counter(
+    "phoenix_explanations_total",
+    "Rows explained, by model, version and attribution method.",
+    ["model", "version", "method"],
+)
 
 # labels() costs a lock and a dict lookup per call; the hot path reuses children.
 _children: dict[tuple[Any, ...], Any] = {}
@@ -173,3 +178,7 @@ def batch_observer(model: str, version: str) -> Callable[[int, int], None]:
         requests_child.observe(requests)
 
     return observe
+
+
+def explanation_observed(*, model: str, version: str, method: str) -> None:
+    _child(EXPLANATIONS, model, version, method).inc()

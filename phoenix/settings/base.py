@@ -196,6 +196,11 @@ PHOENIX_ONNX_INTRA_OP_THREADS: int = env.int("PHOENIX_ONNX_INTRA_OP_THREADS", de
 PHOENIX_ONNX_INTER_OP_THREADS: int = env.int("PHOENIX_ONNX_INTER_OP_THREADS", default=1)
 # Threads per web process running Django's request stack (see phoenix/asgi.py).
 PHOENIX_HTTP_THREADS: int = env.int("PHOENIX_HTTP_THREADS", default=8)
+# Explanations (POST .../explain): rows per request, background rows sampled from the
+# version's reference data, and model rows evaluated per request in all.
+PHOENIX_EXPLAIN_MAX_ROWS: int = env.int("PHOENIX_EXPLAIN_MAX_ROWS", default=16)
+PHOENIX_EXPLAIN_BACKGROUND_ROWS: int = env.int("PHOENIX_EXPLAIN_BACKGROUND_ROWS", default=32)
+PHOENIX_EXPLAIN_MAX_EVALUATIONS: int = env.int("PHOENIX_EXPLAIN_MAX_EVALUATIONS", default=262144)
 # The Open Inference Protocol over gRPC (manage.py serve_grpc; make run starts it).
 PHOENIX_GRPC_PORT: int = env.int("PHOENIX_GRPC_PORT", default=8081)
 PHOENIX_GRPC_THREADS: int = env.int("PHOENIX_GRPC_THREADS", default=8)
