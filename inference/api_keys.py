@@ -60,3 +60,20 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
         api_key.save(update_fields=["revoked_at"])
     inference_config_changed(reason="api_key")
     return api_key
+
+
+def api_key_find(identifier: str) -> ApiKey:
+    """The key whose prefix (as shown when it was created, e.g. ``phx_AbCd1234``) or name
+    is ``identifier``. Raises NotFound, or InvalidInput when a name is shared by several
+    keys (use the prefix then)."""
+    identifier = identifier.strip()
+    by_prefix = list(ApiKey.objects.filter(prefix=identifier.removesuffix("...")))
+    matches = by_prefix or list(ApiKey.objects.filter(name=identifier))
+    if not matches:
+        raise NotFound(f"No API key with prefix or name {identifier!r}.", details={})
+    if len(matches) > 1:
+        raise InvalidInput(
+            f"{len(matches)} keys are named {identifier!r}; give the prefix of the one to use.",
+            details={"prefixes": sorted(k.prefix for k in matches)},
+        )
+    return matches[0]
