@@ -10,15 +10,15 @@ from collections.abc import Mapping
 
 from django.db import transaction
 
-from models_registry.notifications import registry_changed_publish
+from phoenix.change_bus import ChangeReason, change_publish
 from phoenix.exceptions import DependencyUnavailable
 
 from .feature_store import FeatureStoreUnavailable, feature_store
 
 
-def inference_config_changed(*, model_name: str = "", reason: str) -> None:
+def inference_config_changed(*, model_name: str = "", reason: ChangeReason) -> None:
     """After commit, tell every serving process (this one at once) that a key or policy changed."""
-    transaction.on_commit(lambda: registry_changed_publish(model_name=model_name, reason=reason))
+    transaction.on_commit(lambda: change_publish(model_name=model_name, reason=reason))
 
 
 def online_features_write(

@@ -8,7 +8,7 @@ functions, so the rules hold the same everywhere:
 * stage and alias moves lock the model's row, so concurrent moves serialize and a
   model never has two production versions (the database refuses it too);
 * each write leaves ``AuditEvent`` rows and, once committed, publishes
-  ``registry_changed_publish`` so serving processes refresh what they serve.
+  ``phoenix.change_bus.change_publish`` so serving processes refresh what they serve.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models import FileField
 from django.utils import timezone
 
+from phoenix.change_bus import ChangeReason, change_publish
 from phoenix.exceptions import InvalidInput
 
 from .exceptions import (
@@ -53,7 +54,6 @@ from .models import (
     RegisteredModel,
     model_version_upload_to,
 )
-from .notifications import registry_changed_publish
 from .onnx_inspection import onnx_model_inspect, stage_file
 from .reference_data import reference_suffix, reference_table_read
 from .stages import Stage, allowed_targets, is_move_allowed
@@ -138,10 +138,8 @@ def _audit(
     )
 
 
-def _publish_on_commit(model_name: str, reason: str) -> None:
-    transaction.on_commit(
-        functools.partial(registry_changed_publish, model_name=model_name, reason=reason)
-    )
+def _publish_on_commit(model_name: str, reason: ChangeReason) -> None:
+    transaction.on_commit(functools.partial(change_publish, model_name=model_name, reason=reason))
 
 
 # --- stored files -------------------------------------------------------------------------
@@ -404,7 +402,7 @@ def model_version_register(
                 _reference_audit(created, actor=actor, previous="", filename=reference_filename)
             if alias is not None:
                 _alias_assign(model, alias, created, actor=actor)
-            _publish_on_commit(model.name, "upload")
+            _publish_on_commit(model.name, ChangeReason.UPLOAD)
     logger.info("registered %s v%s (%s, %s)", model_name, number, initial, created.sha256[:12])
     return created
 
@@ -477,7 +475,7 @@ def model_version_set_stage(
         if target == Stage.PRODUCTION:
             _production_demote(model, actor=actor, replaced_by=current.version)
         _stage_move(current, target, actor=actor)
-        _publish_on_commit(model.name, "stage")
+        _publish_on_commit(model.name, ChangeReason.STAGE)
     version.refresh_from_db()
     return version
 
@@ -540,7 +538,7 @@ def model_alias_set(
     with transaction.atomic():
         current = _locked(version)
         row = _alias_assign(current.model, alias, current, actor=actor)
-        _publish_on_commit(current.model.name, "alias")
+        _publish_on_commit(current.model.name, ChangeReason.ALIAS)
     return row
 
 
@@ -557,7 +555,7 @@ def model_alias_delete(*, model: RegisteredModel, alias: str, actor: Actor = Non
         if row is None:
             raise AliasNotFound(f"{model.name} has no {alias}.")
         _alias_remove(row, actor=actor)
-        _publish_on_commit(model.name, "alias")
+        _publish_on_commit(model.name, ChangeReason.ALIAS)
 
 
 # --- reference data -------------------------------------------------------------------------------
@@ -582,7 +580,7 @@ def reference_data_attach(
             _reference_audit(current, actor=actor, previous=old_name, filename=filename)
             if old_name and old_name != new_name:
                 _delete_files_on_commit([old_name])
-            _publish_on_commit(current.model.name, "reference")
+            _publish_on_commit(current.model.name, ChangeReason.REFERENCE)
     version.refresh_from_db()
     return version
 
@@ -621,7 +619,7 @@ def model_version_delete(*, version: ModelVersion, actor: Actor = None) -> None:
                 "promote another version before deleting it."
             )
         _version_delete(current, actor=actor)
-        _publish_on_commit(model.name, "delete")
+        _publish_on_commit(model.name, ChangeReason.DELETE)
 
 
 def registered_model_delete(*, model: RegisteredModel, actor: Actor = None) -> None:
@@ -633,4 +631,4 @@ def registered_model_delete(*, model: RegisteredModel, actor: Actor = None) -> N
             _version_delete(version, actor=actor)
         _audit(model_name=locked.name, version="", action=AuditAction.DELETE, actor=actor)
         locked.delete()
-        _publish_on_commit(model.name, "delete")
+        _publish_on_commit(model.name, ChangeReason.DELETE)

@@ -7,7 +7,7 @@ class MonitoringConfig(AppConfig):
 
     def ready(self) -> None:
         # Stage and alias moves reach the live dashboards the moment they commit.
-        from models_registry import notifications
         from monitoring.services.live import registry_change_relay
+        from phoenix import change_bus
 
-        notifications.subscribe(registry_change_relay)
+        change_bus.subscribe(registry_change_relay)

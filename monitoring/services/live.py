@@ -42,6 +42,7 @@ from monitoring.live_metrics import (
     histogram_merge,
     histogram_quantile,
 )
+from phoenix.change_bus import Change, ChangeReason
 
 logger = logging.getLogger(__name__)
 
@@ -540,16 +541,16 @@ def dashboard_event_push(kind: str, payload: dict[str, Any]) -> None:
         logger.exception("could not push dashboard event %s", kind)
 
 
-def registry_change_relay(change: Any) -> None:
-    """Listener for ``models_registry.notifications``: stage and alias moves -> dashboards.
+def registry_change_relay(change: Change) -> None:
+    """Listener for ``phoenix.change_bus``: stage and alias moves -> dashboards.
 
     Every process hears every registry change. With a cross-process channel layer
     (Redis) only the process where the change happened pushes, or each event would
     arrive once per process; with the in-memory layer each process can reach only its
     own clients, so each pushes what it hears.
     """
-    from models_registry import notifications
     from models_registry.models import AuditEvent
+    from phoenix import change_bus
 
     if not change.model_name:
         return  # a listener resync, not a change
@@ -559,9 +560,10 @@ def registry_change_relay(change: Any) -> None:
     if isinstance(layer, InMemoryChannelLayer):
         if broadcaster.clients == 0:
             return  # nobody in this process is watching
-    elif change.origin != notifications.origin():
+    elif change.origin != change_bus.origin():
         return
-    payload: dict[str, Any] = {"model": change.model_name, "reason": change.reason}
+    reason = ChangeReason(change.reason).value  # a plain string on the channel layer
+    payload: dict[str, Any] = {"model": change.model_name, "reason": reason}
     # The broadcast carries only the model's name; the audit row says what moved and who.
     audit = (
         AuditEvent.objects.filter(model_name=change.model_name)
@@ -576,7 +578,7 @@ def registry_change_relay(change: Any) -> None:
             to_value=audit.to_value,
             actor=audit.actor_name,
         )
-    dashboard_event_push(change.reason, payload)
+    dashboard_event_push(reason, payload)
 
 
 def metrics_exporter_start(*, port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104
