@@ -16,7 +16,7 @@ from inference.auth import ApiKeyAuthentication, api_key_authorize
 from inference.events import get_publisher, publish_feedback_event
 from inference.selectors import ApiKeyPrincipal
 from monitoring.selectors.prediction_log import prediction_log_models_for_request
-from monitoring.services.prediction_log import prediction_feedback_record
+from monitoring.services.feedback import prediction_feedback_record
 from phoenix.exceptions import NotFound
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from monitoring.services.prediction_log import ConsumerConfig, PredictionLogConsumer
+from monitoring.services.event_consumer import ConsumerConfig, PredictionLogConsumer
 
 
 class Command(BaseCommand):
