@@ -396,6 +396,13 @@ def publish_feedback_event(event: dict[str, Any]) -> None:
         logger.exception("feedback event not published")
 
 
+def event_publishing_flush() -> None:
+    """Ship what this process's publisher buffers now; returns once the backend (or, when
+    it is down, the journal) holds it. For a reader that must see rows this process has
+    just published, e.g. feedback arriving right after its prediction."""
+    get_publisher().flush()
+
+
 def event_publishing_status() -> dict[str, Any]:
     """Buffer depth, journal size, backend health: for /readyz and the pipeline page."""
     if _publisher is None:

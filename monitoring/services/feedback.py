@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from inference.auth import api_key_authorize
+from inference.events import event_publishing_flush, publish_feedback_event
 from inference.request_ids import request_id_is_ours
+from inference.selectors import ApiKeyPrincipal
 from monitoring.models import PendingFeedback, PredictionLog
+from monitoring.selectors.prediction_log import prediction_log_models_for_request
 from phoenix.exceptions import InvalidInput, NotFound
 
 logger = logging.getLogger(__name__)
@@ -111,6 +116,39 @@ def prediction_feedback_record(
             request_id=request_id, defaults={"actual": actual, "received_at": timezone.now()}
         )
     return FeedbackResult(request_id=request_id, status="pending", rows=0, changed=0)
+
+
+def prediction_feedback_submit(
+    *, request_id: str, actual: Any, principal: object
+) -> FeedbackResult:
+    """The feedback endpoint's whole flow: authorize, record, and stream the ground truth.
+
+    An API key ``principal`` must be scoped to every model that scored the request
+    (``Forbidden`` otherwise); a session user may give feedback for any. With Kafka the
+    consumer may not have written the rows yet, so feedback for an id this deployment
+    issued is kept pending; with the embedded backend the rows may still sit in this
+    process's event buffer, which is flushed once before answering "not found". A stored
+    change (or a pending one) is published to ``feedback-events`` with Kafka.
+    Raises ``NotFound``, ``InvalidInput`` and ``Forbidden``.
+    """
+    if isinstance(principal, ApiKeyPrincipal):
+        for model_name in prediction_log_models_for_request(request_id=request_id):
+            api_key_authorize(principal=principal, model_name=model_name)
+    kafka = settings.PHOENIX_EVENT_BACKEND == "kafka"
+    try:
+        result = prediction_feedback_record(
+            request_id=request_id, actual=actual, accept_pending=kafka
+        )
+    except NotFound:
+        if kafka:
+            raise
+        event_publishing_flush()
+        result = prediction_feedback_record(request_id=request_id, actual=actual)
+    if kafka and (result.changed or result.status == "pending"):
+        publish_feedback_event(
+            {"request_id": request_id, "actual": actual, "created_at": timezone.now().isoformat()}
+        )
+    return result
 
 
 def pending_feedback_purge(*, older_than: timedelta = PENDING_FEEDBACK_TTL) -> int:
