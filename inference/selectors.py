@@ -158,3 +158,8 @@ def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
     return ApiKeyPrincipal(
         id=api_key.pk, name=api_key.name, prefix=api_key.prefix, allowed_models=names or None
     )
+
+
+def routing_policy_get(*, model: RegisteredModel) -> RoutingPolicy | None:
+    """The model's stored routing policy, or None (it is served by its champion alone)."""
+    return RoutingPolicy.objects.filter(model=model).first()

@@ -16,7 +16,8 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
-from inference.models import RoutingPolicy, RoutingStrategy
+from inference.models import RoutingStrategy
+from inference.selectors import routing_policy_get
 from models_registry.models import Alias, AuditAction, AuditEvent, ModelVersion, RegisteredModel
 from models_registry.stages import Stage, allowed_targets
 from monitoring.models import (
@@ -89,7 +90,7 @@ class VersionRow:
 
 
 def _routing(model: RegisteredModel) -> RoutingSplit:
-    policy = RoutingPolicy.objects.filter(model=model).first()
+    policy = routing_policy_get(model=model)
     if policy is None:
         return RoutingSplit(
             strategy=RoutingStrategy.SINGLE,
