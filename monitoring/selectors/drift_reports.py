@@ -47,6 +47,20 @@ def production_version_ids(*, model_name: str | None = None) -> list[int]:
     return list(versions.order_by("model__name").values_list("id", flat=True))
 
 
+def production_version_get(*, version_id: int) -> ModelVersion | None:
+    """The version (with its model) if it still exists and is in production, else None."""
+    return (
+        ModelVersion.objects.select_related("model")
+        .filter(pk=version_id, stage="production")
+        .first()
+    )
+
+
+def drift_report_get(*, report_id: int) -> DriftReport:
+    """The report with its version and model. Raises DriftReport.DoesNotExist."""
+    return DriftReport.objects.select_related("model_version__model").get(pk=report_id)
+
+
 def window_features_load(
     *,
     model_name: str,

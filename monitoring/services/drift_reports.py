@@ -9,6 +9,7 @@ unit a Celery task or ``manage.py check_drift`` runs.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -21,11 +22,20 @@ from models_registry.exceptions import InvalidReferenceData
 from models_registry.models import ModelVersion
 from monitoring import drift
 from monitoring.models import AlertKind, DriftReport, DriftStatus
-from monitoring.selectors.drift_reports import drift_report_previous_verdict, window_features_load
+from monitoring.selectors.drift_reports import (
+    drift_report_previous_verdict,
+    production_version_get,
+    window_features_load,
+)
 from monitoring.services.alerts import alert_create, drift_event_publish
+from monitoring.services.locks import work_lock
 from monitoring.services.retraining import retraining_job_request
 
 logger = logging.getLogger("phoenix.drift")
+
+# A check that dies without releasing its lock frees it after this long (the row lock;
+# PostgreSQL's advisory lock goes with the dead holder's connection).
+DRIFT_LOCK_TTL_S = 15 * 60
 
 # "mostrecent": in multiprocess mode (PROMETHEUS_MULTIPROC_DIR) the Celery worker's last
 # value is what /metrics shows, whichever process serves the scrape.
@@ -162,6 +172,31 @@ def drift_check(
     report = drift_report_compute(version=version, window=window, now=now)
     drift_report_act(report=report)
     return report
+
+
+def drift_lock(version_id: int) -> AbstractContextManager[bool]:
+    """The per-version lock, in the database so it holds across processes on every
+    backend (``work_lock``); yields False when another check holds it."""
+    return work_lock(f"monitoring.drift-check:{version_id}", ttl_s=DRIFT_LOCK_TTL_S)
+
+
+def drift_check_version(*, version_id: int, window_s: int | None = None) -> dict[str, Any]:
+    """Check one production version now, unless another check holds its lock.
+
+    Returns ``{"status": ..., "report_id": ...}``: the report's status, ``locked`` when
+    another check (any process) holds the version's lock, or ``gone`` when the version
+    was deleted or left production meanwhile.
+    """
+    with drift_lock(version_id) as acquired:
+        if not acquired:
+            logger.info("drift check of version %s already running; skipped", version_id)
+            return {"status": "locked", "report_id": None}
+        version = production_version_get(version_id=version_id)
+        if version is None:
+            return {"status": "gone", "report_id": None}
+        window = timedelta(seconds=window_s or settings.PHOENIX_DRIFT_WINDOW_S)
+        report = drift_check(version=version, window=window)
+        return {"status": report.status, "report_id": report.id}
 
 
 def drift_event(report: DriftReport) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from models_registry.models import ModelVersion, RegisteredModel
 from monitoring.models import AlertKind, DriftReport, RetrainingJob, RetrainingStatus
 from monitoring.selectors.drift_reports import labelled_rows_load
 from monitoring.services.alerts import alert_create
+from phoenix.task_queue import task_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +86,7 @@ def retraining_job_request(
             )
             return job
         job = RetrainingJob.objects.create(model=model, drift_report=drift_report)
-        from monitoring.tasks import retrain_model
-
-        job_id = job.id
-        transaction.on_commit(lambda: retrain_model.delay(job_id))
+        task_enqueue_on_commit("monitoring.tasks.retrain_model", job.id)
     logger.info("retraining of %s queued as job %s", model.name, job.id)
     return job
 
