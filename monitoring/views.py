@@ -17,8 +17,8 @@ from models_registry.models import RegisteredModel
 from models_registry.selectors import model_version_get
 from models_registry.services import model_version_set_stage
 from monitoring.access import dashboard_access_allowed, stage_move_allowed
+from monitoring.live_snapshot import pipeline_series_read
 from monitoring.selectors import dashboards as selectors
-from monitoring.services import live
 from phoenix.exceptions import ApplicationError, NotFound
 
 View = Callable[..., HttpResponse]
@@ -132,7 +132,7 @@ def pipeline(request: HttpRequest) -> HttpResponse:
         request,
         "monitoring/pipeline.html",
         {
-            "series": live.pipeline_series_read(),
+            "series": pipeline_series_read(),
             "log": selectors.prediction_log_stats(),
             "ws_path": "/ws/dashboard/",
         },

@@ -47,6 +47,26 @@ def production_version_ids(*, model_name: str | None = None) -> list[int]:
     return list(versions.order_by("model__name").values_list("id", flat=True))
 
 
+def drift_event(report: DriftReport) -> dict[str, Any]:
+    """The report as a JSON-ready event (Kafka, webhook payload, dashboards)."""
+    version = report.model_version
+    return {
+        "type": "drift",
+        "report_id": report.id,
+        "model": version.model.name,
+        "version": version.version,
+        "status": report.status,
+        "window_start": report.window_start.isoformat(),
+        "window_end": report.window_end.isoformat(),
+        "rows": report.rows,
+        "reference_rows": report.reference_rows,
+        "alpha": report.alpha,
+        "correction": report.correction,
+        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
+        "features": report.features,
+    }
+
+
 def production_version_get(*, version_id: int) -> ModelVersion | None:
     """The version (with its model) if it still exists and is in production, else None."""
     return (

@@ -23,11 +23,13 @@ from models_registry.models import ModelVersion
 from monitoring import drift
 from monitoring.models import AlertKind, DriftReport, DriftStatus
 from monitoring.selectors.drift_reports import (
+    drift_event,
     drift_report_previous_verdict,
     production_version_get,
     window_features_load,
 )
 from monitoring.services.alerts import alert_create, drift_event_publish
+from monitoring.services.dashboard_push import dashboard_event_push
 from monitoring.services.locks import work_lock
 from monitoring.services.retraining import retraining_job_request
 
@@ -199,26 +201,6 @@ def drift_check_version(*, version_id: int, window_s: int | None = None) -> dict
         return {"status": report.status, "report_id": report.id}
 
 
-def drift_event(report: DriftReport) -> dict[str, Any]:
-    """The report as a JSON-ready event (Kafka, webhook payload, dashboards)."""
-    version = report.model_version
-    return {
-        "type": "drift",
-        "report_id": report.id,
-        "model": version.model.name,
-        "version": version.version,
-        "status": report.status,
-        "window_start": report.window_start.isoformat(),
-        "window_end": report.window_end.isoformat(),
-        "rows": report.rows,
-        "reference_rows": report.reference_rows,
-        "alpha": report.alpha,
-        "correction": report.correction,
-        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
-        "features": report.features,
-    }
-
-
 def _metrics_export(report: DriftReport) -> None:
     if report.status == DriftStatus.INSUFFICIENT_DATA:
         return
@@ -233,8 +215,6 @@ def _metrics_export(report: DriftReport) -> None:
 
 
 def _dashboard_push(report: DriftReport) -> None:
-    from monitoring.services.live import dashboard_event_push
-
     event = drift_event(report)
     event.pop("features")
     dashboard_event_push("drift", event)

@@ -31,6 +31,7 @@ from models_registry.models import ModelVersion, RegisteredModel
 from monitoring.models import AlertKind, DriftReport, RetrainingJob, RetrainingStatus
 from monitoring.selectors.drift_reports import labelled_rows_load
 from monitoring.services.alerts import alert_create
+from monitoring.services.dashboard_push import dashboard_event_push
 from phoenix.task_queue import task_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
@@ -207,8 +208,6 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 
 
 def _dashboard_push(job: RetrainingJob, version: ModelVersion) -> None:
-    from monitoring.services.live import dashboard_event_push
-
     dashboard_event_push(
         "retraining",
         {
