@@ -13,10 +13,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from models_registry.access import stage_move_allowed
 from models_registry.models import RegisteredModel
 from models_registry.selectors import model_version_get
 from models_registry.services import model_version_set_stage
-from monitoring.access import dashboard_access_allowed, stage_move_allowed
+from monitoring.access import dashboard_access_allowed
 from monitoring.live_snapshot import pipeline_series_read
 from monitoring.selectors import dashboards as selectors
 from phoenix.exceptions import ApplicationError, NotFound
