@@ -19,7 +19,7 @@ from django.utils import timezone
 from inference.models import RoutingStrategy
 from inference.selectors import routing_policy_get
 from models_registry.models import Alias, AuditAction, AuditEvent, ModelVersion, RegisteredModel
-from models_registry.stages import Stage, allowed_targets
+from models_registry.stages import allowed_targets, champion_resolve
 from monitoring.models import (
     Alert,
     AlertKind,
@@ -109,8 +109,7 @@ def _routing(model: RegisteredModel) -> RoutingSplit:
 def _served(model: RegisteredModel) -> ServedModel:
     versions = list(model.versions.all())
     aliases = {row.alias: row.version for row in model.aliases.all()}
-    production = next((v for v in versions if v.stage == Stage.PRODUCTION), None)
-    champion = aliases.get(Alias.CHAMPION) or production
+    champion = champion_resolve(versions, alias_holder=aliases.get(Alias.CHAMPION))
     challenger = aliases.get(Alias.CHALLENGER)
     latest = (
         DriftReport.objects.filter(model_version__model=model)
