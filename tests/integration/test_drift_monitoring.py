@@ -304,13 +304,9 @@ def test_lock_holds_across_processes_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_lock_holds_across_processes_on_postgresql(postgres_db: None) -> None:
-    from django.db import connection
+    from tests.conftest import database_url_for_servers
 
-    params = connection.settings_dict
-    url = "postgres://{USER}:{PASSWORD}@{HOST}:{PORT}/{NAME}".format(
-        **{k: params.get(k) or "" for k in ("USER", "PASSWORD", "HOST", "PORT", "NAME")}
-    )
-    _lock_holds_across_processes(url)
+    _lock_holds_across_processes(database_url_for_servers())
 
 
 def test_row_lock_of_a_holder_that_died_is_taken_over_after_it_expires() -> None:

@@ -10,31 +10,15 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from inference.auth import api_key_authenticate, api_key_cache_clear
-from inference.feature_store import DatabaseFeatureStore, FeatureStatus, feature_store_reset
+from inference.auth import api_key_authenticate
+from inference.feature_store import DatabaseFeatureStore, FeatureStatus
 from inference.models import ApiKey, OnlineFeature
-from inference.session_cache import session_cache
 from phoenix.exceptions import Unauthenticated
 from tests.inference_support import onnx_classifier, register
 
+pytestmark = pytest.mark.usefixtures("no_prediction_events", "fresh_inference_state")
+
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
-
-
-@pytest.fixture(autouse=True)
-def _events(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.events
-
-    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
 
 
 def test_create_api_key_prints_key_alone_on_last_line(

@@ -18,11 +18,7 @@ from phoenix import change_bus
 from phoenix.change_bus import Change
 from tests.registry_support import variant_bytes
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+pytestmark = pytest.mark.usefixtures("media")
 
 
 @pytest.fixture
