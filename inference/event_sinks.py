@@ -21,6 +21,7 @@ import orjson
 from prometheus_client import Counter
 
 from inference.event_schema import MAX_MESSAGE_BYTES, encode_event, pack_events
+from inference.exceptions import SinkUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,6 @@ EVENTS_DROPPED = Counter(
     "Events that can never be delivered (e.g. larger than a Kafka message), by reason.",
     ["reason"],
 )
-
-
-class SinkUnavailable(Exception):
-    """The destination did not take (or did not acknowledge) the batch."""
 
 
 class EventSink(Protocol):

@@ -38,7 +38,8 @@ from prometheus_client import Counter, Gauge
 
 from inference.event_journal import EventJournal
 from inference.event_schema import PredictionRecord, prediction_events
-from inference.event_sinks import DatabaseSink, EventSink, Item, KafkaSink, SinkUnavailable
+from inference.event_sinks import DatabaseSink, EventSink, Item, KafkaSink
+from inference.exceptions import SinkUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from django.db import transaction
 from phoenix.change_bus import ChangeReason, change_publish
 from phoenix.exceptions import DependencyUnavailable
 
-from .feature_store import FeatureStoreUnavailable, feature_store
+from .exceptions import FeatureStoreUnavailable
+from .feature_store import feature_store
 
 
 def inference_config_changed(*, model_name: str = "", reason: ChangeReason) -> None:

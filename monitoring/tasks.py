@@ -14,8 +14,9 @@ from typing import Any
 from celery import shared_task
 from django.db import OperationalError
 
+from monitoring.exceptions import WebhookDeliveryFailed
 from monitoring.selectors.drift_reports import production_version_ids
-from monitoring.services.alerts import WebhookDeliveryFailed, alert_webhook_deliver
+from monitoring.services.alerts import alert_webhook_deliver
 from monitoring.services.drift_reports import drift_check_version
 from monitoring.services.retraining import retraining_job_run
 from phoenix.exceptions import DependencyUnavailable

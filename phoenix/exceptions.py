@@ -41,6 +41,10 @@ class NotFound(ApplicationError):
     code = "not_found"
 
 
+class MethodNotAllowed(ApplicationError):
+    code = "method_not_allowed"
+
+
 class Conflict(ApplicationError):
     code = "conflict"
 
@@ -70,6 +74,7 @@ STATUS_BY_ERROR: dict[type[ApplicationError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
+    MethodNotAllowed: 405,
     Conflict: 409,
     TooLarge: 413,
     Unprocessable: 422,

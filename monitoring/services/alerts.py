@@ -19,20 +19,14 @@ from django.conf import settings
 from django.utils import timezone
 
 from models_registry.models import ModelVersion
+from monitoring.exceptions import WebhookDeliveryFailed
 from monitoring.models import Alert, AlertKind
-from phoenix.exceptions import DependencyUnavailable
 from phoenix.task_queue import task_enqueue_on_commit
 
 logger = logging.getLogger("phoenix.alerts")
 
 SIGNATURE_HEADER = "X-Phoenix-Signature"
 WEBHOOK_TIMEOUT_S = 5.0
-
-
-class WebhookDeliveryFailed(DependencyUnavailable):
-    """The receiver was unreachable or answered 5xx: worth retrying."""
-
-    code = "webhook_delivery_failed"
 
 
 def alert_create(

@@ -657,7 +657,7 @@ def test_drift_api_accepts_api_keys_scoped_to_the_model(production: ModelVersion
 def test_tasks_ack_late_and_retry_transient_errors_with_backoff() -> None:
     from django.db import OperationalError
 
-    from monitoring.services.alerts import WebhookDeliveryFailed
+    from monitoring.exceptions import WebhookDeliveryFailed
     from monitoring.tasks import check_drift_version, deliver_alert_webhook, retrain_model
 
     for task in (check_drift_version, deliver_alert_webhook, retrain_model):

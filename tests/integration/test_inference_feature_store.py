@@ -10,12 +10,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from inference import api_keys, services
-from inference.feature_store import (
-    DatabaseFeatureStore,
-    FeatureStatus,
-    FeatureStoreUnavailable,
-    RedisFeatureStore,
-)
+from inference.exceptions import FeatureStoreUnavailable
+from inference.feature_store import DatabaseFeatureStore, FeatureStatus, RedisFeatureStore
 from tests.conftest import free_port
 from tests.inference_support import FEATURES, onnx_classifier, onnx_predict, register
 
