@@ -345,7 +345,7 @@ def _infer(
     return _infer_response(payload, prediction)
 
 
-def _route(method: str, path: str, headers: Mapping[str, str], body: bytes) -> ProtocolResponse:
+def _dispatch(method: str, path: str, headers: Mapping[str, str], body: bytes) -> ProtocolResponse:
     if path in ("/v2", "/v2/"):
         _require(method, "GET")
         return _json(
@@ -386,7 +386,7 @@ def handle(method: str, path: str, headers: Mapping[str, str], body: bytes) -> P
             raise TooLarge(
                 f"The request body is larger than {limit} bytes.", details={"limit_bytes": limit}
             )
-        return _route(method, path, headers, body)
+        return _dispatch(method, path, headers, body)
     except ApplicationError as error:
         return _error(error)
 

@@ -106,7 +106,7 @@ def _routing(model: RegisteredModel) -> RoutingSplit:
     )
 
 
-def _served(model: RegisteredModel) -> ServedModel:
+def _served_model(model: RegisteredModel) -> ServedModel:
     versions = list(model.versions.all())
     aliases = {row.alias: row.version for row in model.aliases.all()}
     champion = champion_resolve(versions, alias_holder=aliases.get(Alias.CHAMPION))
@@ -134,7 +134,7 @@ def _models() -> list[RegisteredModel]:
 
 def served_models_list() -> list[ServedModel]:
     """Every model with a production version or a champion/challenger, by name."""
-    served = [_served(model) for model in _models()]
+    served = [_served_model(model) for model in _models()]
     return [s for s in served if s.champion is not None or s.challenger is not None]
 
 
@@ -145,7 +145,7 @@ def dashboard_model_get(*, name: str) -> ServedModel | None:
         .filter(name=name)
         .first()
     )
-    return None if model is None else _served(model)
+    return None if model is None else _served_model(model)
 
 
 def _finite(value: Any) -> float | None:
