@@ -7,7 +7,8 @@ a cycle), then reports:
 - cycles between modules (strongly connected components of more than one module),
 - imports that break the allowed direction between the apps
   (monitoring -> inference -> models_registry -> phoenix's shared pieces; only phoenix's
-  composition files may import every app).
+  composition files may import every app),
+- imports of the bundled demo (``phoenix.demo``) from outside it.
 
 ``python -m scripts.import_graph`` prints both and exits 1 when either is non-empty;
 ``make lint`` runs it and ``tests/unit/test_import_boundaries.py`` asserts the same.
@@ -178,6 +179,19 @@ def backwards(graph_edges: Iterable[Edge]) -> list[Edge]:
     return bad
 
 
+DEMO = "phoenix.demo"
+
+
+def demo_imports(graph_edges: Iterable[Edge]) -> list[Edge]:
+    """Imports of the bundled demo from outside it: the product must run without it."""
+    return [
+        e
+        for e in graph_edges
+        if (e.imported == DEMO or e.imported.startswith(DEMO + "."))
+        and not (e.importer == DEMO or e.importer.startswith(DEMO + "."))
+    ]
+
+
 def app_cycles(graph_edges: Iterable[Edge]) -> list[list[str]]:
     """Cycles in the graph of apps (composition files left out, as they compose everything)."""
     collapsed = {
@@ -196,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     module_cycles = cycles(graph_edges)
     apps = app_cycles(graph_edges)
     bad = backwards(graph_edges)
+    demo = demo_imports(graph_edges)
     if args.edges:
         for e in graph_edges:
             if _app(e.importer) != _app(e.imported):
@@ -206,9 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         print("module cycle: " + " <-> ".join(component))
     for e in bad:
         print(f"backwards import: {e.importer} -> {e.imported} (line {e.line})")
-    if module_cycles or apps or bad:
+    for e in demo:
+        print(f"demo import: {e.importer} -> {e.imported} (line {e.line})")
+    if module_cycles or apps or bad or demo:
         return 1
-    print(f"import graph: {len(graph_edges)} imports, no cycle, no backwards import")
+    print(
+        f"import graph: {len(graph_edges)} imports, no cycle, no backwards import, "
+        "no import of the demo from outside it"
+    )
     return 0
 
 

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from django.core.management import call_command
 
-from models_registry import demo_credit_risk as demo
 from models_registry.models import ModelVersion
+from phoenix.demo import credit_risk as demo
 
 ROWS = 3000
 
@@ -25,9 +25,7 @@ def test_champion_in_production_and_challenger_in_staging(
 ) -> None:
     assert demo_versions["champion"].stage == "production"
     assert demo_versions["challenger"].stage == "staging"
-    assert demo_versions["champion"].model.retraining_recipe == (
-        "monitoring.recipes.credit_risk.retrain"
-    )
+    assert demo_versions["champion"].model.retraining_recipe == ("demo.credit_risk")
     assert demo_versions["champion"].feature_names == demo.FEATURE_NAMES
     assert demo_versions["champion"].reference_rows == 1000
 

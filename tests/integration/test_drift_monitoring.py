@@ -24,15 +24,15 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from models_registry import demo_credit_risk as demo
 from models_registry.models import ModelAlias, ModelVersion
 from monitoring.models import Alert, DriftReport, PredictionLog, RetrainingJob
+from phoenix.demo import credit_risk as demo
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
-RECIPE = "monitoring.recipes.credit_risk.retrain"
+RECIPE = "demo.credit_risk"
 
 
 @pytest.fixture(scope="module")
@@ -417,7 +417,7 @@ def test_failing_recipe_marks_the_job_failed_with_an_alert(
 ) -> None:
     from monitoring.tasks import check_drift
 
-    version = _register(demo_artifacts, recipe="monitoring.recipes.credit_risk.no_such_recipe")
+    version = _register(demo_artifacts, recipe="demo.no_such_recipe")
     _log(version, n=500, seed=109, shift={"age": 1.5})
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -608,7 +608,7 @@ def test_drift_api_errors_are_json(
 
 
 def test_recipe_output_is_a_servable_model_with_a_reference_set() -> None:
-    from monitoring.recipes.credit_risk import retrain
+    from phoenix.demo.recipes import retrain
 
     X, y, names = demo.generate_customers(n=600, seed=5, shift={"income": 1.0})
     order = list(reversed(names))

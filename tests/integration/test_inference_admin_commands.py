@@ -75,7 +75,7 @@ def test_seed_features_rejects_bad_csv(
 
 
 def test_seed_features_demo_fills_demo_customers(db: None, settings: Any) -> None:
-    from models_registry.demo_credit_risk import generate_customers
+    from phoenix.demo.credit_risk import generate_customers
 
     settings.PHOENIX_FEATURE_STORE = "database"
     call_command("seed_features", "--demo", "--rows", "25", "--seed", "3", stdout=StringIO())
@@ -83,6 +83,20 @@ def test_seed_features_demo_fills_demo_customers(db: None, settings: Any) -> Non
     x, _, names = generate_customers(n=25, seed=3)
     lookup = DatabaseFeatureStore(ttl_s=60).get("cust_24", names)
     assert lookup.values == pytest.approx(dict(zip(names, x[24].tolist(), strict=True)))
+
+
+def test_seed_features_without_the_demo_app_takes_a_csv_only(db: None, tmp_path: Path) -> None:
+    from inference.management.commands.seed_features import Command as ProductCommand
+
+    csv = tmp_path / "features.csv"
+    csv.write_text("entity_id,x1\ncust_1,2\n")
+
+    with pytest.raises(CommandError, match="Give a CSV file"):
+        call_command(ProductCommand(), stdout=StringIO())
+    with pytest.raises(CommandError, match="unrecognized arguments: --demo"):
+        call_command(ProductCommand(), "--demo", stdout=StringIO())
+    call_command(ProductCommand(), str(csv), stdout=StringIO())
+    assert OnlineFeature.objects.filter(entity_id="cust_1").exists()
 
 
 def test_routing_policy_admin_save_reaches_warm_cache(
