@@ -18,7 +18,7 @@ from phoenix.change_bus import ChangeReason
 from . import batching
 from .api_keys import api_key_mint, api_key_revoke
 from .models import ApiKey, OnlineFeature, RoutingPolicy
-from .services import inference_config_changed
+from .services import inference_config_changed, routing_policies_delete, routing_policy_save
 
 _ROUTING_FIELDS = ("model", "strategy", "challenger_percent", "seed")
 _BATCHING_DEFAULTS = {
@@ -75,17 +75,13 @@ class RoutingPolicyAdmin(admin.ModelAdmin[RoutingPolicy]):
     ]
 
     def save_model(self, request: HttpRequest, obj: RoutingPolicy, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        inference_config_changed(model_name=obj.model.name, reason=ChangeReason.ROUTING_POLICY)
+        routing_policy_save(policy=obj)
 
     def delete_model(self, request: HttpRequest, obj: RoutingPolicy) -> None:
-        name = obj.model.name
-        super().delete_model(request, obj)
-        inference_config_changed(model_name=name, reason=ChangeReason.ROUTING_POLICY)
+        routing_policies_delete(policies=RoutingPolicy.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RoutingPolicy]) -> None:
-        super().delete_queryset(request, queryset)
-        inference_config_changed(reason=ChangeReason.ROUTING_POLICY)
+        routing_policies_delete(policies=queryset)
 
 
 @admin.register(ApiKey)

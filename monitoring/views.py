@@ -14,8 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from models_registry.access import stage_move_allowed
-from models_registry.models import RegisteredModel
-from models_registry.selectors import model_version_get
+from models_registry.selectors import model_version_get, registered_model_names
 from models_registry.services import model_version_set_stage
 from monitoring.access import dashboard_access_allowed
 from monitoring.live_snapshot import pipeline_series_read
@@ -110,7 +109,7 @@ def drift_history(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": [(report, selectors.drift_summary(report)) for report in page.object_list],
             "model_name": model_name or "",
-            "model_names": list(RegisteredModel.objects.values_list("name", flat=True)),
+            "model_names": registered_model_names(),
             "ws_path": "/ws/dashboard/",
         },
     )

@@ -19,6 +19,7 @@ from django.utils import timezone
 from inference.models import RoutingStrategy
 from inference.selectors import routing_policy_get
 from models_registry.models import Alias, AuditAction, AuditEvent, ModelVersion, RegisteredModel
+from models_registry.selectors import audit_events_list
 from models_registry.stages import allowed_targets, champion_resolve
 from monitoring.models import (
     Alert,
@@ -190,10 +191,11 @@ def latest_drift_reports(*, served: ServedModel) -> list[tuple[ModelVersion, Dri
 def version_rows(*, served: ServedModel) -> list[VersionRow]:
     """Each version with its aliases, the stage moves allowed now and its stage history."""
     history: dict[str, list[AuditEvent]] = {}
-    events = AuditEvent.objects.filter(
+    events = audit_events_list(
         model_name=served.name,
-        action__in=[AuditAction.STAGE, AuditAction.ALIAS, AuditAction.UPLOAD],
-    ).order_by("-created_at", "-id")[:HISTORY_LIMIT]
+        actions=[AuditAction.STAGE, AuditAction.ALIAS, AuditAction.UPLOAD],
+        limit=HISTORY_LIMIT,
+    )
     for event in events:
         history.setdefault(event.version, []).append(event)
     aliases: dict[int, list[str]] = {}
