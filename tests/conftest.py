@@ -190,18 +190,21 @@ def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def fresh_inference_state() -> Iterator[None]:
-    """No warm session, cached API key or feature store carried between tests."""
+    """No warm session, cached API key, explanation or feature store carried between tests."""
     from inference.auth import api_key_cache_clear
     from inference.feature_store import feature_store_reset
+    from inference.prediction.explanations import explanation_cache_clear
     from inference.session_cache import session_cache
 
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
+    def clear() -> None:
+        session_cache.clear()
+        api_key_cache_clear()
+        explanation_cache_clear()
+        feature_store_reset()
+
+    clear()
     yield
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
+    clear()
 
 
 @pytest.fixture
