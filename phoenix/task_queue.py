@@ -16,8 +16,9 @@ from django.db import transaction
 def task_enqueue(name: str, *args: Any, **kwargs: Any) -> None:
     """Queue ``name`` now (``CELERY_TASK_ALWAYS_EAGER`` runs it in this process)."""
     app = current_app
-    # Importing the apps' task modules registers every task by name; idempotent.
-    app.loader.import_default_modules()
+    if name not in app.tasks:
+        # Importing the apps' task modules (autodiscovery) registers every task by name.
+        app.loader.import_default_modules()
     app.tasks[name].apply_async(args=args, kwargs=kwargs)
 
 
