@@ -27,11 +27,13 @@ test: install
 bench: install
 	$(BIN)/python -m scripts.bench $(BENCH_ARGS)
 
+# The last step: one-way imports between the apps, no cycles (docs/ARCHITECTURE.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/python -m scripts.import_graph
 
 format: install
 	$(BIN)/ruff check --fix .

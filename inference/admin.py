@@ -13,10 +13,12 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from phoenix.change_bus import ChangeReason
+
 from . import batching
 from .api_keys import api_key_mint, api_key_revoke
 from .models import ApiKey, OnlineFeature, RoutingPolicy
-from .services import inference_config_changed
+from .services import inference_config_changed, routing_policies_delete, routing_policy_save
 
 _ROUTING_FIELDS = ("model", "strategy", "challenger_percent", "seed")
 _BATCHING_DEFAULTS = {
@@ -73,17 +75,13 @@ class RoutingPolicyAdmin(admin.ModelAdmin[RoutingPolicy]):
     ]
 
     def save_model(self, request: HttpRequest, obj: RoutingPolicy, form: Any, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        inference_config_changed(model_name=obj.model.name, reason="routing_policy")
+        routing_policy_save(policy=obj)
 
     def delete_model(self, request: HttpRequest, obj: RoutingPolicy) -> None:
-        name = obj.model.name
-        super().delete_model(request, obj)
-        inference_config_changed(model_name=name, reason="routing_policy")
+        routing_policies_delete(policies=RoutingPolicy.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RoutingPolicy]) -> None:
-        super().delete_queryset(request, queryset)
-        inference_config_changed(reason="routing_policy")
+        routing_policies_delete(policies=queryset)
 
 
 @admin.register(ApiKey)
@@ -106,15 +104,15 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        inference_config_changed(reason="api_key")
+        inference_config_changed(reason=ChangeReason.API_KEY)
 
     def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
         super().delete_model(request, obj)
-        inference_config_changed(reason="api_key")
+        inference_config_changed(reason=ChangeReason.API_KEY)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         super().delete_queryset(request, queryset)
-        inference_config_changed(reason="api_key")
+        inference_config_changed(reason=ChangeReason.API_KEY)
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:

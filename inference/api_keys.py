@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from models_registry.models import RegisteredModel
+from phoenix.change_bus import ChangeReason
 from phoenix.exceptions import InvalidInput, NotFound
 
 from .auth import key_hash
@@ -49,7 +50,7 @@ def api_key_create(
     with transaction.atomic():
         api_key.save()
         api_key.allowed_models.set(models)
-        inference_config_changed(reason="api_key")
+        inference_config_changed(reason=ChangeReason.API_KEY)
     return api_key, key
 
 
@@ -58,7 +59,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
-    inference_config_changed(reason="api_key")
+    inference_config_changed(reason=ChangeReason.API_KEY)
     return api_key
 
 

@@ -3,6 +3,10 @@
 ``send`` returns only once the batch is durable at the destination (Kafka
 acknowledged with acks=all, or the database committed) and raises
 ``SinkUnavailable`` otherwise, so the publisher knows when to spill to the journal.
+
+The database backend writes through a ``DatabaseWriter`` that the app owning the
+prediction log registers at ``AppConfig.ready`` (``database_writer_register``);
+inference never imports it (see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import orjson
 from prometheus_client import Counter
 
 from inference.event_schema import MAX_MESSAGE_BYTES, encode_event, pack_events
+from inference.exceptions import SinkUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +35,6 @@ EVENTS_DROPPED = Counter(
     "Events that can never be delivered (e.g. larger than a Kafka message), by reason.",
     ["reason"],
 )
-
-
-class SinkUnavailable(Exception):
-    """The destination did not take (or did not acknowledge) the batch."""
 
 
 class EventSink(Protocol):
@@ -203,8 +204,34 @@ def topics_ensure(
         admin.close()
 
 
+class WriteOutcome(Protocol):
+    """What a database writer reports about a batch it committed."""
+
+    @property
+    def invalid(self) -> int: ...
+
+    @property
+    def rejected(self) -> Sequence[Any]: ...
+
+
+class DatabaseWriter(Protocol):
+    """Commits prediction events this deployment's publisher built, skipping stored ids."""
+
+    def __call__(self, *, events: Sequence[dict[str, Any]]) -> WriteOutcome: ...
+
+
+_database_writer: DatabaseWriter | None = None
+
+
+def database_writer_register(writer: DatabaseWriter | None) -> DatabaseWriter | None:
+    """Set the writer the database sink uses (``None`` unsets it); returns the previous one."""
+    global _database_writer
+    previous, _database_writer = _database_writer, writer
+    return previous
+
+
 class DatabaseSink:
-    """The embedded default: one bulk insert per batch into ``PredictionLog``."""
+    """The embedded default: one bulk insert per batch into the prediction log."""
 
     name = "database"
 
@@ -214,13 +241,16 @@ class DatabaseSink:
     def send(self, items: list[Item]) -> None:
         from django.db import DatabaseError, close_old_connections
 
-        from monitoring.services.prediction_log import prediction_log_write_published
-
         events = [event for topic, event in items if topic == self.prediction_topic]
         if not events:
             return
+        writer = _database_writer
+        if writer is None:
+            # Nothing registered (the monitoring app is not installed or not ready):
+            # the batch is journalled and replayed once a writer is there.
+            raise SinkUnavailable("no prediction log writer is registered")
         try:
-            result = prediction_log_write_published(events=events)
+            result = writer(events=events)
         except DatabaseError as exc:
             # Drop a broken connection so the next attempt opens a fresh one.
             close_old_connections()

@@ -38,7 +38,8 @@ from prometheus_client import Counter, Gauge
 
 from inference.event_journal import EventJournal
 from inference.event_schema import PredictionRecord, prediction_events
-from inference.event_sinks import DatabaseSink, EventSink, Item, KafkaSink, SinkUnavailable
+from inference.event_sinks import DatabaseSink, EventSink, Item, KafkaSink
+from inference.exceptions import SinkUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -394,6 +395,13 @@ def publish_feedback_event(event: dict[str, Any]) -> None:
             publisher.publish([(FEEDBACK_TOPIC, event)])
     except Exception:  # the ground truth is already stored; the stream copy is best effort
         logger.exception("feedback event not published")
+
+
+def event_publishing_flush() -> None:
+    """Ship what this process's publisher buffers now; returns once the backend (or, when
+    it is down, the journal) holds it. For a reader that must see rows this process has
+    just published, e.g. feedback arriving right after its prediction."""
+    get_publisher().flush()
 
 
 def event_publishing_status() -> dict[str, Any]:

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import DatabaseError
 
+from .exceptions import FeatureStoreUnavailable
+
 KEY_PREFIX = "phoenix:features:"
 TS_SUFFIX = "@ts"
 # After a failure, Redis is not tried again for this long.
@@ -44,10 +46,6 @@ class FeatureLookup:
 
     values: dict[str, float]
     status: dict[str, FeatureStatus]
-
-
-class FeatureStoreUnavailable(Exception):
-    """The store could not be read; callers fall back, never fail the request on it."""
 
 
 class FeatureStore(Protocol):

@@ -7,7 +7,7 @@ from typing import Any
 
 from models_registry.models import Alias, ModelVersion, RegisteredModel
 from models_registry.selectors import model_version_get, servable_versions
-from models_registry.stages import Stage
+from models_registry.stages import Stage, champion_resolve
 
 from . import routing
 from .batching import BatchingPolicy
@@ -89,9 +89,7 @@ def serving_plans_read() -> dict[str, ModelServing]:
     }
     plans: dict[str, ModelServing] = {}
     for name, versions in by_model.items():
-        champion = _holder(versions, Alias.CHAMPION) or next(
-            (v for v in versions if v.stage == Stage.PRODUCTION), None
-        )
+        champion = champion_resolve(versions, alias_holder=_holder(versions, Alias.CHAMPION))
         challenger = _holder(versions, Alias.CHALLENGER)
         if challenger is not None and champion is not None and challenger.sha256 == champion.sha256:
             challenger = None
@@ -158,3 +156,8 @@ def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
     return ApiKeyPrincipal(
         id=api_key.pk, name=api_key.name, prefix=api_key.prefix, allowed_models=names or None
     )
+
+
+def routing_policy_get(*, model: RegisteredModel) -> RoutingPolicy | None:
+    """The model's stored routing policy, or None (it is served by its champion alone)."""
+    return RoutingPolicy.objects.filter(model=model).first()

@@ -5,7 +5,7 @@ with stale weights. The serving plans (which version is champion/challenger of
 each model, and its routing policy) are read from the database once and kept in
 memory: a warm request reads two dicts and touches no database.
 
-When the registry says it changed (``models_registry.notifications``, heard from
+When the registry says it changed (``phoenix.change_bus``, heard from
 this process at once and from others over Redis or the change log), new plans
 are read and any new version is loaded and warmed up *before* the plans are
 swapped in; requests keep being served by the old plans meanwhile, and sessions
@@ -28,6 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 
+from phoenix.change_bus import Change, ChangeReason
 from phoenix.exceptions import DependencyUnavailable
 from phoenix.health import ComponentStatus, register_check
 
@@ -297,20 +298,20 @@ def _degraded_reporter(served: ServedVersion) -> Any:
     return report
 
 
-def _on_registry_change(change: Any) -> None:
+def _on_registry_change(change: Change) -> None:
     """Registry (or routing policy / API key) changed somewhere: bring this process up to date."""
     from .auth import api_key_cache_clear
 
-    reason = getattr(change, "reason", "")
-    if reason in ("api_key", "resync"):
+    reason = ChangeReason(change.reason)
+    if reason in (ChangeReason.API_KEY, ChangeReason.RESYNC):
         api_key_cache_clear()
-        if reason == "api_key":
+        if reason is ChangeReason.API_KEY:
             return
     # A process that has never served has nothing stale: it reads plans on first use.
     if session_cache._plans is None:
         return
     try:
-        session_cache.refresh(reason=f"{reason} {getattr(change, 'model_name', '')}".strip())
+        session_cache.refresh(reason=f"{reason.value} {change.model_name}".strip())
     finally:
         # The listener thread must not keep a broken or stale connection. A request
         # thread's connection is left alone: it may be inside a transaction.
@@ -320,7 +321,7 @@ def _on_registry_change(change: Any) -> None:
 
 def install() -> None:
     """Subscribe to registry changes and register the readiness check (AppConfig.ready)."""
-    from models_registry.notifications import subscribe
+    from phoenix.change_bus import subscribe
 
     subscribe(_on_registry_change)
     register_check("models", session_cache.readiness)
@@ -348,7 +349,7 @@ def preload(*, always: bool = False) -> None:
 
 
 def _preload() -> None:
-    from models_registry.notifications import start_listener
+    from phoenix.change_bus import start_listener
 
     started = time.perf_counter()
     try:

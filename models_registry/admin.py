@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from phoenix.admin import ReadOnlyAdmin
 from phoenix.exceptions import ApplicationError
 
 from . import selectors, services
@@ -343,19 +344,6 @@ class ModelVersionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             model_name=version.model.name,
             version=version.version,
         )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Rows written only by the registry's services: anyone with access may look."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ModelAlias)

@@ -32,7 +32,7 @@ class RegisteredModel(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     tags = models.JSONField(default=dict, blank=True)
-    # Dotted path to a callable that retrains this model (see monitoring.retraining).
+    # The retraining recipe: a registered name or a dotted path (monitoring.services.retraining).
     retraining_recipe = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

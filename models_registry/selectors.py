@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,11 @@ def registered_models_list() -> QuerySet[RegisteredModel]:
         ),
         Prefetch("aliases", queryset=ModelAlias.objects.select_related("version")),
     )
+
+
+def registered_model_names() -> list[str]:
+    """Every registered model's name, in name order."""
+    return list(RegisteredModel.objects.order_by("name").values_list("name", flat=True))
 
 
 def registered_model_get(*, name: str) -> RegisteredModel:
@@ -104,13 +110,19 @@ def reference_data_load(*, version: ModelVersion) -> tuple[np.ndarray, list[str]
 
 
 def audit_events_list(
-    *, model_name: str | None = None, version: str | None = None, limit: int | None = None
+    *,
+    model_name: str | None = None,
+    version: str | None = None,
+    actions: Sequence[str] | None = None,
+    limit: int | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Audit rows, newest first, optionally for one model and/or version."""
+    """Audit rows, newest first, optionally for one model and/or version and actions."""
     events = AuditEvent.objects.select_related("actor")
     if model_name is not None:
         events = events.filter(model_name=model_name)
     if version is not None:
         events = events.filter(version=version)
+    if actions is not None:
+        events = events.filter(action__in=list(actions))
     events = events.order_by("-created_at", "-id")
     return events[:limit] if limit is not None else events

@@ -8,7 +8,7 @@ functions, so the rules hold the same everywhere:
 * stage and alias moves lock the model's row, so concurrent moves serialize and a
   model never has two production versions (the database refuses it too);
 * each write leaves ``AuditEvent`` rows and, once committed, publishes
-  ``registry_changed_publish`` so serving processes refresh what they serve.
+  ``phoenix.change_bus.change_publish`` so serving processes refresh what they serve.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import functools
 import logging
 import posixpath
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
 
@@ -27,11 +25,10 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.files import File
-from django.core.files.storage import Storage
 from django.db import transaction
-from django.db.models import FileField
 from django.utils import timezone
 
+from phoenix.change_bus import ChangeReason, change_publish
 from phoenix.exceptions import InvalidInput
 
 from .exceptions import (
@@ -41,6 +38,12 @@ from .exceptions import (
     ModelVersionNotFound,
     StageConflict,
     VersionExists,
+)
+from .file_storage import (
+    file_store,
+    files_delete_on_commit,
+    removed_unless_committed,
+    version_storage,
 )
 from .models import (
     MODEL_NAME_VALIDATOR,
@@ -53,7 +56,6 @@ from .models import (
     RegisteredModel,
     model_version_upload_to,
 )
-from .notifications import registry_changed_publish
 from .onnx_inspection import onnx_model_inspect, stage_file
 from .reference_data import reference_suffix, reference_table_read
 from .stages import Stage, allowed_targets, is_move_allowed
@@ -138,69 +140,8 @@ def _audit(
     )
 
 
-def _publish_on_commit(model_name: str, reason: str) -> None:
-    transaction.on_commit(
-        functools.partial(registry_changed_publish, model_name=model_name, reason=reason)
-    )
-
-
-# --- stored files -------------------------------------------------------------------------
-
-
-def _storage() -> Storage:
-    field = ModelVersion._meta.get_field("file")
-    assert isinstance(field, FileField)
-    return field.storage
-
-
-@contextmanager
-def _removed_unless_committed() -> Iterator[list[str]]:
-    """Collects storage names written inside the block and deletes them if it fails.
-
-    Used around ``transaction.atomic``: when the block raises, the rows are rolled back
-    and the files go too, so a failed write leaves no orphan.
-    """
-    saved: list[str] = []
-    try:
-        yield saved
-    except BaseException:
-        storage = _storage()
-        for name in saved:
-            with suppress(Exception):
-                storage.delete(name)
-        raise
-
-
-def _store(storage: Storage, name: str, path: Path, saved: list[str]) -> str:
-    """Save ``path`` as ``name``; content-addressed names that already exist are reused."""
-    if storage.exists(name):
-        return name
-    with path.open("rb") as handle:
-        stored = storage.save(name, File(handle))
-    saved.append(stored)
-    return stored
-
-
-def _delete_folder(storage: Storage, folder: str) -> None:
-    with suppress(FileNotFoundError, NotImplementedError):
-        directories, files = storage.listdir(folder)
-        for sub in directories:
-            _delete_folder(storage, posixpath.join(folder, sub))
-        for name in files:
-            storage.delete(posixpath.join(folder, name))
-
-
-def _delete_files_on_commit(names: list[str], folders: Sequence[str] = ()) -> None:
-    def delete() -> None:
-        storage = _storage()
-        for name in names:
-            if name:
-                with suppress(Exception):
-                    storage.delete(name)
-        for folder in folders:
-            _delete_folder(storage, folder)
-
-    transaction.on_commit(delete)
+def _publish_on_commit(model_name: str, reason: ChangeReason) -> None:
+    transaction.on_commit(functools.partial(change_publish, model_name=model_name, reason=reason))
 
 
 # --- locking --------------------------------------------------------------------------------
@@ -340,7 +281,7 @@ def model_version_register(
                 workdir / "reference",
             )
 
-        with _removed_unless_committed() as saved, transaction.atomic():
+        with removed_unless_committed() as saved, transaction.atomic():
             model = _model_locked(model_name, actor=actor, retraining_recipe=retraining_recipe)
             duplicate = model.versions.filter(sha256=inspection.model.sha256).first()
             if duplicate is not None:
@@ -369,8 +310,8 @@ def model_version_register(
                 description=description,
                 created_by=_actor(actor),
             )
-            storage = _storage()
-            created.file.name = _store(
+            storage = version_storage()
+            created.file.name = file_store(
                 storage,
                 model_version_upload_to(created, filename),
                 inspection.model.path,
@@ -378,7 +319,7 @@ def model_version_register(
             )
             folder = posixpath.dirname(created.file.name or "")
             for location in inspection.external_files:
-                _store(
+                file_store(
                     storage,
                     posixpath.join(folder, location),
                     inspection.model.path.parent / location,
@@ -404,7 +345,7 @@ def model_version_register(
                 _reference_audit(created, actor=actor, previous="", filename=reference_filename)
             if alias is not None:
                 _alias_assign(model, alias, created, actor=actor)
-            _publish_on_commit(model.name, "upload")
+            _publish_on_commit(model.name, ChangeReason.UPLOAD)
     logger.info("registered %s v%s (%s, %s)", model_name, number, initial, created.sha256[:12])
     return created
 
@@ -477,7 +418,7 @@ def model_version_set_stage(
         if target == Stage.PRODUCTION:
             _production_demote(model, actor=actor, replaced_by=current.version)
         _stage_move(current, target, actor=actor)
-        _publish_on_commit(model.name, "stage")
+        _publish_on_commit(model.name, ChangeReason.STAGE)
     version.refresh_from_db()
     return version
 
@@ -540,7 +481,7 @@ def model_alias_set(
     with transaction.atomic():
         current = _locked(version)
         row = _alias_assign(current.model, alias, current, actor=actor)
-        _publish_on_commit(current.model.name, "alias")
+        _publish_on_commit(current.model.name, ChangeReason.ALIAS)
     return row
 
 
@@ -557,7 +498,7 @@ def model_alias_delete(*, model: RegisteredModel, alias: str, actor: Actor = Non
         if row is None:
             raise AliasNotFound(f"{model.name} has no {alias}.")
         _alias_remove(row, actor=actor)
-        _publish_on_commit(model.name, "alias")
+        _publish_on_commit(model.name, ChangeReason.ALIAS)
 
 
 # --- reference data -------------------------------------------------------------------------------
@@ -574,15 +515,15 @@ def reference_data_attach(
     """
     with tempfile.TemporaryDirectory(prefix="phoenix-reference-") as tmp:
         prepared = _reference_prepare(file, filename, version.feature_names, Path(tmp))
-        with _removed_unless_committed() as saved, transaction.atomic():
+        with removed_unless_committed() as saved, transaction.atomic():
             current = _locked(version)
             old_name = current.reference_data.name or ""
             new_name = _reference_store(current, prepared, saved)
             current.save(update_fields=["reference_data", "reference_rows"])
             _reference_audit(current, actor=actor, previous=old_name, filename=filename)
             if old_name and old_name != new_name:
-                _delete_files_on_commit([old_name])
-            _publish_on_commit(current.model.name, "reference")
+                files_delete_on_commit([old_name])
+            _publish_on_commit(current.model.name, ChangeReason.REFERENCE)
     version.refresh_from_db()
     return version
 
@@ -600,7 +541,7 @@ def _version_delete(version: ModelVersion, *, actor: Actor) -> None:
         from_value=version.stage,
         details={"sha256": version.sha256, "aliases": aliases},
     )
-    _delete_files_on_commit(
+    files_delete_on_commit(
         [version.reference_data.name or ""], folders=[posixpath.dirname(version.file.name or "")]
     )
     version.delete()
@@ -621,7 +562,7 @@ def model_version_delete(*, version: ModelVersion, actor: Actor = None) -> None:
                 "promote another version before deleting it."
             )
         _version_delete(current, actor=actor)
-        _publish_on_commit(model.name, "delete")
+        _publish_on_commit(model.name, ChangeReason.DELETE)
 
 
 def registered_model_delete(*, model: RegisteredModel, actor: Actor = None) -> None:
@@ -633,4 +574,4 @@ def registered_model_delete(*, model: RegisteredModel, actor: Actor = None) -> N
             _version_delete(version, actor=actor)
         _audit(model_name=locked.name, version="", action=AuditAction.DELETE, actor=actor)
         locked.delete()
-        _publish_on_commit(model.name, "delete")
+        _publish_on_commit(model.name, ChangeReason.DELETE)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
+from typing import Protocol, TypeVar
 
 
 class Stage(StrEnum):
@@ -36,3 +38,21 @@ def is_move_allowed(current: Stage | str, target: Stage | str) -> bool:
 def allowed_targets(current: Stage | str) -> list[Stage]:
     """The stages a version in ``current`` may move to, in lifecycle order."""
     return [s for s in Stage if s in ALLOWED_MOVES[Stage(current)]]
+
+
+class _Staged(Protocol):
+    @property
+    def stage(self) -> str: ...
+
+
+VersionT = TypeVar("VersionT", bound=_Staged)
+
+
+def champion_resolve(
+    versions: Iterable[VersionT], *, alias_holder: VersionT | None
+) -> VersionT | None:
+    """The version that answers a model's requests: the holder of the champion alias,
+    else the model's production version, else None."""
+    if alias_holder is not None:
+        return alias_holder
+    return next((v for v in versions if v.stage == Stage.PRODUCTION), None)

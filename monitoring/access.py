@@ -1,12 +1,13 @@
-"""Who may see the operators' dashboards and who may move a model version between stages."""
+"""Who may see the operators' dashboards. Who may move a stage is the registry's rule
+(``models_registry.access.stage_move_allowed``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from models_registry.access import DATA_SCIENTISTS_GROUP
+
 OPERATORS_GROUP = "Operators"
-# Created by the registry's group migration; its members upload and stage models.
-DATA_SCIENTISTS_GROUP = "Data scientists"
 DASHBOARD_GROUPS = frozenset({OPERATORS_GROUP, DATA_SCIENTISTS_GROUP})
 
 
@@ -17,12 +18,3 @@ def dashboard_access_allowed(user: Any) -> bool:
     if user.is_superuser or user.is_staff:
         return True
     return bool(user.groups.filter(name__in=DASHBOARD_GROUPS).exists())
-
-
-def stage_move_allowed(user: Any) -> bool:
-    """Only data scientists (and superusers) move versions between stages."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    if user.is_superuser:
-        return True
-    return bool(user.groups.filter(name=DATA_SCIENTISTS_GROUP).exists())

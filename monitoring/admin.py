@@ -8,28 +8,23 @@ Drift schedules are edited through django-celery-beat's own admin.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from monitoring.models import Alert, DriftReport, PendingFeedback, PredictionLog, RetrainingJob
 from monitoring.selectors.dashboards import drift_features
+from phoenix.admin import ReadOnlyAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class MonitoringRowAdmin(ReadOnlyAdmin):
+    # Logs and reports may be cleaned up by whoever holds the delete permission.
+    rows_deletable = True
 
 
 @admin.register(PredictionLog)
-class PredictionLogAdmin(ReadOnlyAdmin):
+class PredictionLogAdmin(MonitoringRowAdmin):
     list_display = (
         "created_at",
         "model_name",
@@ -49,7 +44,7 @@ class PredictionLogAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DriftReport)
-class DriftReportAdmin(ReadOnlyAdmin):
+class DriftReportAdmin(MonitoringRowAdmin):
     list_display = ("created_at", "model_version", "status", "rows", "drifted", "dashboard")
     list_filter = ("status", "model_version__model__name")
     list_select_related = ("model_version", "model_version__model")
@@ -91,7 +86,7 @@ class DriftReportAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Alert)
-class AlertAdmin(ReadOnlyAdmin):
+class AlertAdmin(MonitoringRowAdmin):
     list_display = ("created_at", "kind", "model_version", "message", "webhook_delivered_at")
     list_filter = ("kind",)
     list_select_related = ("model_version", "model_version__model")
@@ -100,7 +95,7 @@ class AlertAdmin(ReadOnlyAdmin):
 
 
 @admin.register(RetrainingJob)
-class RetrainingJobAdmin(ReadOnlyAdmin):
+class RetrainingJobAdmin(MonitoringRowAdmin):
     list_display = ("created_at", "model", "status", "new_version", "finished_at")
     list_filter = ("status", "model")
     list_select_related = ("model", "new_version")
@@ -108,6 +103,6 @@ class RetrainingJobAdmin(ReadOnlyAdmin):
 
 
 @admin.register(PendingFeedback)
-class PendingFeedbackAdmin(ReadOnlyAdmin):
+class PendingFeedbackAdmin(MonitoringRowAdmin):
     list_display = ("request_id", "received_at")
     search_fields = ("request_id",)

@@ -6,8 +6,13 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        # Stage and alias moves reach the live dashboards the moment they commit.
-        from models_registry import notifications
+        from inference.event_sinks import database_writer_register
         from monitoring.services.live import registry_change_relay
+        from monitoring.services.prediction_log import prediction_log_write_published
+        from phoenix import change_bus
 
-        notifications.subscribe(registry_change_relay)
+        # The embedded event backend writes prediction rows through this app's service;
+        # inference defines the interface and never imports monitoring.
+        database_writer_register(prediction_log_write_published)
+        # Stage and alias moves reach the live dashboards the moment they commit.
+        change_bus.subscribe(registry_change_relay)

@@ -1,8 +1,9 @@
 """Websocket consumers of the live dashboards: authenticate, join groups, forward.
 
 Nothing is computed here. Snapshots come from the per-process broadcaster
-(``monitoring.services.live``), events from whoever pushed them; a consumer only
-decides who may listen and relays what its groups receive.
+(``monitoring.services.live``), events from whoever pushed them
+(``monitoring.services.dashboard_push``); a consumer only decides who may listen and
+relays what its groups receive.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from monitoring.access import dashboard_access_allowed
-from monitoring.services.live import DASHBOARD_GROUP, broadcaster, model_group
+from monitoring.services.dashboard_push import DASHBOARD_GROUP, model_group
+from monitoring.services.live import broadcaster
 
 # Application close codes (4000-4999): the page stops retrying and asks to sign in.
 CLOSE_UNAUTHENTICATED = 4401

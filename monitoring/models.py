@@ -134,3 +134,19 @@ class RetrainingJob(models.Model):
 
     def __str__(self) -> str:
         return f"retrain {self.model.name}: {self.status}"
+
+
+class CheckLock(models.Model):
+    """A held lock on a named piece of work, shared by every process through the database.
+
+    Used where PostgreSQL's advisory locks are not available (SQLite, the embedded
+    default): the unique name makes a second holder's insert fail. A holder that died
+    leaves its row until ``expires_at``, after which the next one takes it over.
+    """
+
+    name = models.CharField(max_length=128, unique=True)
+    token = models.CharField(max_length=32)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"lock {self.name} until {self.expires_at:%Y-%m-%d %H:%M:%S}"

@@ -2,61 +2,29 @@
 
 Tasks take ids, re-fetch, and call one service. ``check_drift`` is the beat entry
 (schedule in django-celery-beat, editable in admin); it fans out one
-``check_drift_version`` per production version, each guarded by a lock per version
-so two workers (or a beat tick and ``manage.py check_drift``) never test the same
-version at once.
+``check_drift_version`` per production version; the service holds a lock per version
+(in the database: ``monitoring.services.locks``) so two workers, or a beat tick and
+``manage.py check_drift`` in another process, never test the same version at once.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
-from django.core.cache import cache
 from django.db import OperationalError
 
-from models_registry.models import ModelVersion
+from monitoring.exceptions import WebhookDeliveryFailed
 from monitoring.selectors.drift_reports import production_version_ids
-from monitoring.services.alerts import WebhookDeliveryFailed, alert_webhook_deliver
-from monitoring.services.drift_reports import drift_check
+from monitoring.services.alerts import alert_webhook_deliver
+from monitoring.services.drift_reports import drift_check_version
 from monitoring.services.retraining import retraining_job_run
 from phoenix.exceptions import DependencyUnavailable
 
-logger = logging.getLogger(__name__)
-
 # Worth another try later: the database or a dependency was briefly unreachable.
 TRANSIENT_ERRORS = (OperationalError, DependencyUnavailable, ConnectionError, TimeoutError)
-# A check that dies without releasing its lock frees it after this long.
-DRIFT_LOCK_TTL_S = 15 * 60
 # A fanned-out check still queued after this long is dropped: the next tick replaces it.
 DRIFT_CHECK_EXPIRES_S = 4 * 60
-
-
-def drift_lock_key(version_id: int) -> str:
-    return f"monitoring:drift-lock:{version_id}"
-
-
-@contextmanager
-def drift_lock(version_id: int) -> Iterator[bool]:
-    """Hold the per-version lock; yields False when another check holds it.
-
-    ``cache.add`` is atomic in Redis (SET NX) and in the local-memory cache, so of two
-    concurrent checks exactly one gets True.
-    """
-    key, token = drift_lock_key(version_id), uuid.uuid4().hex
-    acquired = cache.add(key, token, timeout=DRIFT_LOCK_TTL_S)
-    try:
-        yield acquired
-    finally:
-        # Only our own lock is released, never one that expired and was taken over.
-        if acquired and cache.get(key) == token:
-            cache.delete(key)
 
 
 @shared_task(name="monitoring.tasks.check_drift", acks_late=True, ignore_result=True)
@@ -80,25 +48,8 @@ def check_drift(window_s: int | None = None, model_name: str | None = None) -> i
     max_retries=3,
 )
 def check_drift_version(version_id: int, window_s: int | None = None) -> dict[str, Any]:
-    """Check one version now; returns ``{"status": ..., "report_id": ...}``.
-
-    ``status`` is the report's status, ``locked`` when another check holds the version's
-    lock, or ``gone`` when the version was deleted or left production meanwhile.
-    """
-    with drift_lock(version_id) as acquired:
-        if not acquired:
-            logger.info("drift check of version %s already running; skipped", version_id)
-            return {"status": "locked", "report_id": None}
-        version = (
-            ModelVersion.objects.select_related("model")
-            .filter(pk=version_id, stage="production")
-            .first()
-        )
-        if version is None:
-            return {"status": "gone", "report_id": None}
-        window = timedelta(seconds=window_s or settings.PHOENIX_DRIFT_WINDOW_S)
-        report = drift_check(version=version, window=window)
-        return {"status": report.status, "report_id": report.id}
+    """Check one version now (``drift_check_version``); returns ``{"status", "report_id"}``."""
+    return drift_check_version(version_id=version_id, window_s=window_s)
 
 
 @shared_task(

@@ -13,12 +13,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from models_registry.models import RegisteredModel
-from models_registry.selectors import model_version_get
+from models_registry.access import stage_move_allowed
+from models_registry.selectors import model_version_get, registered_model_names
 from models_registry.services import model_version_set_stage
-from monitoring.access import dashboard_access_allowed, stage_move_allowed
+from monitoring.access import dashboard_access_allowed
+from monitoring.live_snapshot import pipeline_series_read
 from monitoring.selectors import dashboards as selectors
-from monitoring.services import live
 from phoenix.exceptions import ApplicationError, NotFound
 
 View = Callable[..., HttpResponse]
@@ -109,7 +109,7 @@ def drift_history(request: HttpRequest) -> HttpResponse:
             "page": page,
             "rows": [(report, selectors.drift_summary(report)) for report in page.object_list],
             "model_name": model_name or "",
-            "model_names": list(RegisteredModel.objects.values_list("name", flat=True)),
+            "model_names": registered_model_names(),
             "ws_path": "/ws/dashboard/",
         },
     )
@@ -132,7 +132,7 @@ def pipeline(request: HttpRequest) -> HttpResponse:
         request,
         "monitoring/pipeline.html",
         {
-            "series": live.pipeline_series_read(),
+            "series": pipeline_series_read(),
             "log": selectors.prediction_log_stats(),
             "ws_path": "/ws/dashboard/",
         },

@@ -36,7 +36,7 @@ from django.urls import re_path  # noqa: E402
 from inference.api.dataplane import DataPlane  # noqa: E402
 from inference.api.v2_consumer import OpenInferenceConsumer  # noqa: E402
 from inference.session_cache import preload  # noqa: E402
-from monitoring.routing import websocket_urlpatterns  # noqa: E402
+from monitoring.ws_urls import websocket_urlpatterns  # noqa: E402
 from phoenix.http_stack import INFERENCE_ROUTE, HTTPApplication, OneHopWSGI  # noqa: E402
 from phoenix.lifespan import lifespan_app  # noqa: E402
 

@@ -34,6 +34,6 @@ def _start_metrics_exporter(**kwargs: object) -> None:
     # so Prometheus sees drift and retraining metrics (deploy/prometheus/prometheus.yml).
     port = int(os.environ.get("PHOENIX_METRICS_PORT", "0"))
     if port:
-        from monitoring.services.live import metrics_exporter_start
+        from phoenix.metrics_exporter import metrics_exporter_start
 
         metrics_exporter_start(port=port)

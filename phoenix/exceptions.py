@@ -2,8 +2,9 @@
 
 Apps raise subclasses of the categories below from their services; none of them
 knows about HTTP. ``api_exception_handler`` (DRF) and ``error_response`` (plain
-views) turn them, and DRF's own errors, into DESIGN.md's JSON shape:
-``{"error": {"code", "message", "details"}}``.
+views) turn them, and DRF's own errors, into the project's JSON error shape:
+``{"error": {"code", "message", "details"}}`` (docs/ARCHITECTURE.md, "The request
+path"; each app's ``exceptions.py`` subclasses these categories).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class NotFound(ApplicationError):
     code = "not_found"
 
 
+class MethodNotAllowed(ApplicationError):
+    code = "method_not_allowed"
+
+
 class Conflict(ApplicationError):
     code = "conflict"
 
@@ -70,6 +75,7 @@ STATUS_BY_ERROR: dict[type[ApplicationError], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
+    MethodNotAllowed: 405,
     Conflict: 409,
     TooLarge: 413,
     Unprocessable: 422,

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,18 +180,43 @@ TINY_FEATURES = ["x1", "x2", "x3"]
 @pytest.fixture(scope="session")
 def tiny_onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real logistic-regression classifier over three float features, as ONNX."""
-    import numpy as np
-    from skl2onnx import to_onnx
-    from sklearn.linear_model import LogisticRegression
+    from tests.inference_support import onnx_classifier
 
-    rng = np.random.default_rng(7)
-    x = rng.normal(size=(400, 3)).astype(np.float32)
-    y = (x[:, 0] + 0.5 * x[:, 1] - x[:, 2] > 0).astype(np.int64)
-    clf = LogisticRegression().fit(x, y)
-    onnx_model = to_onnx(clf, x[:1], options={id(clf): {"zipmap": False}}, target_opset=17)
-    meta = onnx_model.metadata_props.add()
-    meta.key = "feature_names"
-    meta.value = ",".join(TINY_FEATURES)
-    path = tmp_path_factory.mktemp("models") / "tiny.onnx"
-    path.write_bytes(onnx_model.SerializeToString())
-    return path
+    return onnx_classifier(tmp_path_factory.mktemp("models") / "tiny.onnx")
+
+
+# --- per-test state (files opt in: pytestmark = pytest.mark.usefixtures(...)) ----------
+
+
+@pytest.fixture
+def fresh_inference_state() -> Iterator[None]:
+    """No warm session, cached API key, explanation or feature store carried between tests."""
+    from inference.auth import api_key_cache_clear
+    from inference.feature_store import feature_store_reset
+    from inference.prediction.explanations import explanation_cache_clear
+    from inference.session_cache import session_cache
+
+    def clear() -> None:
+        session_cache.clear()
+        api_key_cache_clear()
+        explanation_cache_clear()
+        feature_store_reset()
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture
+def no_prediction_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scored requests publish no events (tests that do not look at the log)."""
+    import inference.events
+
+    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Path) -> Path:
+    """A private MEDIA_ROOT, so a test can see every file the registry stored."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT

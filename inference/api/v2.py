@@ -23,7 +23,14 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from phoenix.exceptions import ApplicationError, InvalidInput, NotFound, TooLarge, status_for
+from phoenix.exceptions import (
+    ApplicationError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    TooLarge,
+    status_for,
+)
 from phoenix.health import readiness_report
 
 from ..auth import (
@@ -88,10 +95,6 @@ class ProtocolResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class MethodNotAllowed(ApplicationError):
-    code = "method_not_allowed"
-
-
 def _json(data: Any, status: int = 200) -> ProtocolResponse:
     return ProtocolResponse(status, orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
 
@@ -100,8 +103,7 @@ def _error(error: ApplicationError) -> ProtocolResponse:
     # The protocol's error shape is {"error": "<message>"} (tritonclient reads it as a
     # string); the project's code and details ride along beside it.
     body = {"error": error.message, "code": error.code, "details": error.details}
-    status = 405 if isinstance(error, MethodNotAllowed) else status_for(error)
-    return _json(body, status)
+    return _json(body, status_for(error))
 
 
 def _datatype(numpy_name: str) -> str:
@@ -343,7 +345,7 @@ def _infer(
     return _infer_response(payload, prediction)
 
 
-def _route(method: str, path: str, headers: Mapping[str, str], body: bytes) -> ProtocolResponse:
+def _dispatch(method: str, path: str, headers: Mapping[str, str], body: bytes) -> ProtocolResponse:
     if path in ("/v2", "/v2/"):
         _require(method, "GET")
         return _json(
@@ -384,7 +386,7 @@ def handle(method: str, path: str, headers: Mapping[str, str], body: bytes) -> P
             raise TooLarge(
                 f"The request body is larger than {limit} bytes.", details={"limit_bytes": limit}
             )
-        return _route(method, path, headers, body)
+        return _dispatch(method, path, headers, body)
     except ApplicationError as error:
         return _error(error)
 

@@ -33,7 +33,8 @@ from phoenix.exceptions import (
 from .. import events, metrics, routing
 from ..auth import api_key_authorize
 from ..event_schema import PredictionRecord
-from ..feature_store import FeatureStatus, FeatureStoreUnavailable, feature_store
+from ..exceptions import FeatureStoreUnavailable
+from ..feature_store import FeatureStatus, feature_store
 from ..request_ids import request_id_new
 from ..runtime import LoadedModel, TensorSpec, numpy_dtype
 from ..selectors import (

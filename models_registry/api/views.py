@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from models_registry import selectors, services
+from models_registry.access import stage_move_allowed, version_register_allowed
 from models_registry.exceptions import ModelTooLarge
 from models_registry.models import Alias, ModelVersion, RegisteredModel
 from models_registry.stages import Stage
@@ -58,26 +59,22 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 PEOPLE_AUTHENTICATION = [BasicAuthentication, SessionAuthentication]
 
 
-class _RegistryPermission(BasePermission):
-    permission = ""
+class CanRegisterVersions(BasePermission):
+    """Uploads: ``models_registry.access.version_register_allowed``."""
 
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.has_perm(self.permission))
-
-
-class CanRegisterVersions(_RegistryPermission):
-    """Uploads: the add permission on versions, which the Data scientists group grants."""
-
-    permission = "models_registry.add_modelversion"
     message = "Uploading models needs the Data scientists group."
 
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return version_register_allowed(request.user)
 
-class CanMoveVersions(_RegistryPermission):
-    """Stage and alias moves: the change permission on versions (Data scientists)."""
 
-    permission = "models_registry.change_modelversion"
+class CanMoveVersions(BasePermission):
+    """Stage and alias moves: ``models_registry.access.stage_move_allowed``."""
+
     message = "Moving model versions needs the Data scientists group."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return stage_move_allowed(request.user)
 
 
 # --- output shapes -------------------------------------------------------------------------

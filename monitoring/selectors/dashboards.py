@@ -16,9 +16,11 @@ from django.core.paginator import Page, Paginator
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
-from inference.models import RoutingPolicy, RoutingStrategy
+from inference.models import RoutingStrategy
+from inference.selectors import routing_policy_get
 from models_registry.models import Alias, AuditAction, AuditEvent, ModelVersion, RegisteredModel
-from models_registry.stages import Stage, allowed_targets
+from models_registry.selectors import audit_events_list
+from models_registry.stages import allowed_targets, champion_resolve
 from monitoring.models import (
     Alert,
     AlertKind,
@@ -89,7 +91,7 @@ class VersionRow:
 
 
 def _routing(model: RegisteredModel) -> RoutingSplit:
-    policy = RoutingPolicy.objects.filter(model=model).first()
+    policy = routing_policy_get(model=model)
     if policy is None:
         return RoutingSplit(
             strategy=RoutingStrategy.SINGLE,
@@ -105,11 +107,10 @@ def _routing(model: RegisteredModel) -> RoutingSplit:
     )
 
 
-def _served(model: RegisteredModel) -> ServedModel:
+def _served_model(model: RegisteredModel) -> ServedModel:
     versions = list(model.versions.all())
     aliases = {row.alias: row.version for row in model.aliases.all()}
-    production = next((v for v in versions if v.stage == Stage.PRODUCTION), None)
-    champion = aliases.get(Alias.CHAMPION) or production
+    champion = champion_resolve(versions, alias_holder=aliases.get(Alias.CHAMPION))
     challenger = aliases.get(Alias.CHALLENGER)
     latest = (
         DriftReport.objects.filter(model_version__model=model)
@@ -134,7 +135,7 @@ def _models() -> list[RegisteredModel]:
 
 def served_models_list() -> list[ServedModel]:
     """Every model with a production version or a champion/challenger, by name."""
-    served = [_served(model) for model in _models()]
+    served = [_served_model(model) for model in _models()]
     return [s for s in served if s.champion is not None or s.challenger is not None]
 
 
@@ -145,7 +146,7 @@ def dashboard_model_get(*, name: str) -> ServedModel | None:
         .filter(name=name)
         .first()
     )
-    return None if model is None else _served(model)
+    return None if model is None else _served_model(model)
 
 
 def _finite(value: Any) -> float | None:
@@ -190,10 +191,11 @@ def latest_drift_reports(*, served: ServedModel) -> list[tuple[ModelVersion, Dri
 def version_rows(*, served: ServedModel) -> list[VersionRow]:
     """Each version with its aliases, the stage moves allowed now and its stage history."""
     history: dict[str, list[AuditEvent]] = {}
-    events = AuditEvent.objects.filter(
+    events = audit_events_list(
         model_name=served.name,
-        action__in=[AuditAction.STAGE, AuditAction.ALIAS, AuditAction.UPLOAD],
-    ).order_by("-created_at", "-id")[:HISTORY_LIMIT]
+        actions=[AuditAction.STAGE, AuditAction.ALIAS, AuditAction.UPLOAD],
+        limit=HISTORY_LIMIT,
+    )
     for event in events:
         history.setdefault(event.version, []).append(event)
     aliases: dict[int, list[str]] = {}

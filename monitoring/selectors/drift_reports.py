@@ -47,6 +47,40 @@ def production_version_ids(*, model_name: str | None = None) -> list[int]:
     return list(versions.order_by("model__name").values_list("id", flat=True))
 
 
+def drift_event(report: DriftReport) -> dict[str, Any]:
+    """The report as a JSON-ready event (Kafka, webhook payload, dashboards)."""
+    version = report.model_version
+    return {
+        "type": "drift",
+        "report_id": report.id,
+        "model": version.model.name,
+        "version": version.version,
+        "status": report.status,
+        "window_start": report.window_start.isoformat(),
+        "window_end": report.window_end.isoformat(),
+        "rows": report.rows,
+        "reference_rows": report.reference_rows,
+        "alpha": report.alpha,
+        "correction": report.correction,
+        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
+        "features": report.features,
+    }
+
+
+def production_version_get(*, version_id: int) -> ModelVersion | None:
+    """The version (with its model) if it still exists and is in production, else None."""
+    return (
+        ModelVersion.objects.select_related("model")
+        .filter(pk=version_id, stage="production")
+        .first()
+    )
+
+
+def drift_report_get(*, report_id: int) -> DriftReport:
+    """The report with its version and model. Raises DriftReport.DoesNotExist."""
+    return DriftReport.objects.select_related("model_version__model").get(pk=report_id)
+
+
 def window_features_load(
     *,
     model_name: str,

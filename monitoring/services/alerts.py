@@ -16,23 +16,17 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from models_registry.models import ModelVersion
+from monitoring.exceptions import WebhookDeliveryFailed
 from monitoring.models import Alert, AlertKind
-from phoenix.exceptions import DependencyUnavailable
+from phoenix.task_queue import task_enqueue_on_commit
 
 logger = logging.getLogger("phoenix.alerts")
 
 SIGNATURE_HEADER = "X-Phoenix-Signature"
 WEBHOOK_TIMEOUT_S = 5.0
-
-
-class WebhookDeliveryFailed(DependencyUnavailable):
-    """The receiver was unreachable or answered 5xx: worth retrying."""
-
-    code = "webhook_delivery_failed"
 
 
 def alert_create(
@@ -53,10 +47,7 @@ def alert_create(
         extra={"alert_id": alert.id, "alert_kind": alert.kind, "payload": alert.payload},
     )
     if settings.PHOENIX_ALERT_WEBHOOK_URL:
-        from monitoring.tasks import deliver_alert_webhook
-
-        alert_id = alert.id
-        transaction.on_commit(lambda: deliver_alert_webhook.delay(alert_id))
+        task_enqueue_on_commit("monitoring.tasks.deliver_alert_webhook", alert.id)
     return alert
 
 

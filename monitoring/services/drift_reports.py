@@ -9,6 +9,7 @@ unit a Celery task or ``manage.py check_drift`` runs.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -21,11 +22,22 @@ from models_registry.exceptions import InvalidReferenceData
 from models_registry.models import ModelVersion
 from monitoring import drift
 from monitoring.models import AlertKind, DriftReport, DriftStatus
-from monitoring.selectors.drift_reports import drift_report_previous_verdict, window_features_load
+from monitoring.selectors.drift_reports import (
+    drift_event,
+    drift_report_previous_verdict,
+    production_version_get,
+    window_features_load,
+)
 from monitoring.services.alerts import alert_create, drift_event_publish
+from monitoring.services.dashboard_push import dashboard_event_push
+from monitoring.services.locks import work_lock
 from monitoring.services.retraining import retraining_job_request
 
 logger = logging.getLogger("phoenix.drift")
+
+# A check that dies without releasing its lock frees it after this long (the row lock;
+# PostgreSQL's advisory lock goes with the dead holder's connection).
+DRIFT_LOCK_TTL_S = 15 * 60
 
 # "mostrecent": in multiprocess mode (PROMETHEUS_MULTIPROC_DIR) the Celery worker's last
 # value is what /metrics shows, whichever process serves the scrape.
@@ -164,24 +176,29 @@ def drift_check(
     return report
 
 
-def drift_event(report: DriftReport) -> dict[str, Any]:
-    """The report as a JSON-ready event (Kafka, webhook payload, dashboards)."""
-    version = report.model_version
-    return {
-        "type": "drift",
-        "report_id": report.id,
-        "model": version.model.name,
-        "version": version.version,
-        "status": report.status,
-        "window_start": report.window_start.isoformat(),
-        "window_end": report.window_end.isoformat(),
-        "rows": report.rows,
-        "reference_rows": report.reference_rows,
-        "alpha": report.alpha,
-        "correction": report.correction,
-        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
-        "features": report.features,
-    }
+def drift_lock(version_id: int) -> AbstractContextManager[bool]:
+    """The per-version lock, in the database so it holds across processes on every
+    backend (``work_lock``); yields False when another check holds it."""
+    return work_lock(f"monitoring.drift-check:{version_id}", ttl_s=DRIFT_LOCK_TTL_S)
+
+
+def drift_check_version(*, version_id: int, window_s: int | None = None) -> dict[str, Any]:
+    """Check one production version now, unless another check holds its lock.
+
+    Returns ``{"status": ..., "report_id": ...}``: the report's status, ``locked`` when
+    another check (any process) holds the version's lock, or ``gone`` when the version
+    was deleted or left production meanwhile.
+    """
+    with drift_lock(version_id) as acquired:
+        if not acquired:
+            logger.info("drift check of version %s already running; skipped", version_id)
+            return {"status": "locked", "report_id": None}
+        version = production_version_get(version_id=version_id)
+        if version is None:
+            return {"status": "gone", "report_id": None}
+        window = timedelta(seconds=window_s or settings.PHOENIX_DRIFT_WINDOW_S)
+        report = drift_check(version=version, window=window)
+        return {"status": report.status, "report_id": report.id}
 
 
 def _metrics_export(report: DriftReport) -> None:
@@ -198,8 +215,6 @@ def _metrics_export(report: DriftReport) -> None:
 
 
 def _dashboard_push(report: DriftReport) -> None:
-    from monitoring.services.live import dashboard_event_push
-
     event = drift_event(report)
     event.pop("features")
     dashboard_event_push("drift", event)

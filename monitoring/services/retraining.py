@@ -1,6 +1,8 @@
 """Retraining: request a job (with a cooldown) and run a model's recipe to make a challenger.
 
-A recipe is a callable named by dotted path on ``RegisteredModel.retraining_recipe``::
+A recipe is a callable named on ``RegisteredModel.retraining_recipe``: a name an app
+registered at ``AppConfig.ready`` (``retraining_recipe_register``; the demo registers
+its own this way), or else a dotted import path::
 
     def retrain(*, X: np.ndarray, y: np.ndarray, model_name: str,
                 feature_names: list[str]) -> RetrainingResult: ...
@@ -31,6 +33,8 @@ from models_registry.models import ModelVersion, RegisteredModel
 from monitoring.models import AlertKind, DriftReport, RetrainingJob, RetrainingStatus
 from monitoring.selectors.drift_reports import labelled_rows_load
 from monitoring.services.alerts import alert_create
+from monitoring.services.dashboard_push import dashboard_event_push
+from phoenix.task_queue import task_enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,29 @@ class RetrainingResult:
 
 
 Recipe = Callable[..., RetrainingResult]
+
+_recipes: dict[str, Recipe] = {}
+
+
+def retraining_recipe_register(name: str, recipe: Recipe) -> None:
+    """Make ``recipe`` the one ``RegisteredModel.retraining_recipe == name`` runs."""
+    _recipes[name] = recipe
+
+
+def retraining_recipe_get(name: str) -> Recipe:
+    """The registered recipe called ``name``, else the callable at that dotted path.
+
+    Raises LookupError when it is neither (the job fails with the reason)."""
+    if name in _recipes:
+        return _recipes[name]
+    try:
+        recipe: Recipe = import_string(name)
+    except ImportError as exc:
+        raise LookupError(
+            f"No retraining recipe {name!r}: none is registered by that name, "
+            f"and it is not an importable path ({exc})."
+        ) from exc
+    return recipe
 
 
 def retraining_job_request(
@@ -85,10 +112,7 @@ def retraining_job_request(
             )
             return job
         job = RetrainingJob.objects.create(model=model, drift_report=drift_report)
-        from monitoring.tasks import retrain_model
-
-        job_id = job.id
-        transaction.on_commit(lambda: retrain_model.delay(job_id))
+        task_enqueue_on_commit("monitoring.tasks.retrain_model", job.id)
     logger.info("retraining of %s queued as job %s", model.name, job.id)
     return job
 
@@ -155,7 +179,7 @@ def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:
     from models_registry.services import model_version_register
 
     model = job.model
-    recipe: Recipe = import_string(model.retraining_recipe)
+    recipe = retraining_recipe_get(model.retraining_recipe)
     source = _source_version(job)
     feature_names = list(source.feature_names)
     since = now - timedelta(seconds=settings.PHOENIX_RETRAINING_LOOKBACK_S)
@@ -209,8 +233,6 @@ def _metrics_line(metrics: dict[str, Any]) -> str:
 
 
 def _dashboard_push(job: RetrainingJob, version: ModelVersion) -> None:
-    from monitoring.services.live import dashboard_event_push
-
     dashboard_event_push(
         "retraining",
         {

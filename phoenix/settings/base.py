@@ -46,6 +46,9 @@ INSTALLED_APPS = [
     "django_prometheus",
     "channels",
     "phoenix",
+    # The bundled demo (before inference: its seed_features adds --demo); leave it out
+    # of a deployment that should carry no demo.
+    "phoenix.demo",
     "models_registry",
     "inference",
     "monitoring",

@@ -9,7 +9,7 @@ separate process whose own CPU use is reported:
   fastapi   thin FastAPI + uvicorn, onnxruntime inline, no auth or logging (2 workers)
   kserve    KServe's Python server, custom kserve.Model: v1 :predict and v2 /infer,
             1 and 2 workers, gRPC off
-  phoenix   the web process exactly as `make run` starts it (phoenix.stack), fresh
+  phoenix   the web process exactly as `make run` starts it (phoenix.processes), fresh
             data dir, API key, routing, metrics and event logging on: REST predict,
             v2 infer, batch predict, and optionally resident memory over N requests
 
@@ -42,7 +42,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from phoenix import stack as phoenix_stack
+from phoenix import processes as phoenix_stack
 
 from .children import ChildProcesses, rss_kib, wait_ready, worker_pids
 from .loadgen import ResponseParser, build_request
@@ -600,7 +600,7 @@ def phoenix_prepare(run: Run, env: dict[str, str], *, micro_batching: bool = Fal
 
 
 def phoenix_web_process(run: Run, *, port: int, env: dict[str, str]) -> phoenix_stack.StackProcess:
-    """The "web" entry of ``phoenix.stack``, as ``manage.py run_stack`` (``make run``) gets it.
+    """The "web" entry of ``phoenix.processes``, as ``manage.py run_stack`` (``make run``) gets it.
 
     Only the keywords ``stack_processes`` takes are passed, and the flags run_stack
     derives from settings are derived from the same variables, so this follows the
@@ -639,7 +639,7 @@ def contender_phoenix(run: Run, *, micro_batching: bool = False) -> None:
         if workers != run.args.phoenix_workers:
             run.note(
                 f"phoenix: asked for {run.args.phoenix_workers} web workers, the stack starts "
-                f"{workers} (phoenix.stack decides)"
+                f"{workers} (phoenix.processes decides)"
             )
         run.result["config"]["phoenix_argv"] = argv[1:]
         run.result["config"]["phoenix_env"] = {
@@ -832,8 +832,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--phoenix-workers",
         type=int,
         default=None,
-        help="web_workers handed to phoenix.stack (default: as `make run`, WEB_CONCURRENCY "
-        "or phoenix.stack's default)",
+        help="web_workers handed to phoenix.processes (default: as `make run`, WEB_CONCURRENCY "
+        "or phoenix.processes's default)",
     )
     add(
         "--phoenix-env",

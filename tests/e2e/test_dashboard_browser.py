@@ -247,7 +247,7 @@ def test_overview_updates_live_when_predictions_arrive(
 
     # A drift report pushed from outside the server's event loop (as a Celery task
     # would) appears at once.
-    from monitoring.services.live import dashboard_event_push
+    from monitoring.services.dashboard_push import dashboard_event_push
 
     dashboard_event_push(
         "drift",

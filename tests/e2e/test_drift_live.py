@@ -13,8 +13,8 @@ from django.core.management import CommandError, call_command
 from inference.api_keys import api_key_create
 from inference.auth import api_key_cache_clear
 from inference.session_cache import session_cache
-from models_registry import demo_credit_risk as demo
 from monitoring.models import PredictionLog
+from phoenix.demo import credit_risk as demo
 
 
 @pytest.fixture

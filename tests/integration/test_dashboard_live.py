@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client, override_settings
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from monitoring import live_snapshot
 from monitoring.consumers import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
@@ -23,7 +24,7 @@ from monitoring.consumers import (
     DashboardConsumer,
     ModelConsumer,
 )
-from monitoring.services import live
+from monitoring.services import dashboard_push, live
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.05)
 CONFIDENCE_BUCKETS = (0.5, 0.75, 0.9, 1.0)
@@ -74,7 +75,7 @@ def test_snapshot_reports_rates_quantiles_errors_routes_and_providers() -> None:
     registry = CollectorRegistry()
     m = inference_metrics(registry)
     clock = FakeClock()
-    sampler = live.MetricsSampler(registry=registry, window_s=10, clock=clock)
+    sampler = live_snapshot.MetricsSampler(registry=registry, window_s=10, clock=clock)
     m["loaded"].labels("credit", "3", "CUDAExecutionProvider").set(1)
     m["loaded"].labels("credit", "4", "CPUExecutionProvider").set(1)
     m["requests"].labels("credit", "3", "champion", "200").inc(5)  # before the window
@@ -130,7 +131,7 @@ def test_snapshot_rate_covers_the_window_not_the_whole_history() -> None:
     registry = CollectorRegistry()
     m = inference_metrics(registry)
     clock = FakeClock()
-    sampler = live.MetricsSampler(registry=registry, window_s=3, clock=clock)
+    sampler = live_snapshot.MetricsSampler(registry=registry, window_s=3, clock=clock)
     requests = m["requests"].labels("credit", "3", "champion", "200")
     requests.inc(1000)  # long ago
     for _ in range(6):
@@ -155,7 +156,7 @@ def test_snapshot_rate_covers_the_window_not_the_whole_history() -> None:
 def fast_ticks(monkeypatch: pytest.MonkeyPatch) -> Iterator[live.SnapshotBroadcaster]:
     """The process broadcaster ticking every 50 ms over a private registry."""
     registry = CollectorRegistry()
-    sampler = live.MetricsSampler(registry=registry, window_s=1)
+    sampler = live_snapshot.MetricsSampler(registry=registry, window_s=1)
     monkeypatch.setattr(live.broadcaster, "sampler", sampler)
     monkeypatch.setattr(live.broadcaster, "interval_s", 0.05)
     monkeypatch.setattr(live.broadcaster, "latest", None)
@@ -346,7 +347,7 @@ def test_events_fan_out_to_the_dashboard_and_only_the_models_page(
 
         # Pushed from a worker thread, as a Celery task or a sync service would.
         pusher = threading.Thread(
-            target=live.dashboard_event_push,
+            target=dashboard_push.dashboard_event_push,
             args=("drift", {"model": "credit", "version": "3", "status": "drift"}),
         )
         pusher.start()
@@ -370,8 +371,8 @@ def test_event_push_never_raises_into_the_caller(monkeypatch: pytest.MonkeyPatch
     def broken_layer() -> Any:
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(live, "get_channel_layer", broken_layer)
-    live.dashboard_event_push("drift", {"model": "credit"})  # logged, not raised
+    monkeypatch.setattr(dashboard_push, "get_channel_layer", broken_layer)
+    dashboard_push.dashboard_event_push("drift", {"model": "credit"})  # logged, not raised
 
 
 @pytest.mark.django_db(transaction=True)
@@ -420,7 +421,7 @@ def test_redis_channel_layer_fans_out_events(redis_url: str, operator: User) -> 
                     assert (await comm.connect())[0]
                 # Through Redis, from another thread: the path a Celery worker takes.
                 await asyncio.get_running_loop().run_in_executor(
-                    None, live.dashboard_event_push, "rollback", {"model": "credit"}
+                    None, dashboard_push.dashboard_event_push, "rollback", {"model": "credit"}
                 )
                 for comm in (first, second):
                     event = await receive_until(comm, "event")
@@ -486,7 +487,7 @@ def test_reports_stored_by_another_process_reach_in_memory_dashboards_once(
         # Pushed too (the drift job ran in this process): still shown once.
         await asyncio.get_running_loop().run_in_executor(
             None,
-            live.dashboard_event_push,
+            dashboard_push.dashboard_event_push,
             "drift",
             {"model": "credit", "report_id": report.id, "status": "drift"},
         )

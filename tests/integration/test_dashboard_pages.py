@@ -14,6 +14,7 @@ from django.utils import timezone
 from models_registry.models import AuditEvent, ModelVersion
 from monitoring.models import DriftReport, DriftStatus
 from tests.inference_support import onnx_classifier, register
+from tests.registry_support import DATA_SCIENTISTS, data_scientists_group_ensure
 
 PAGES = ["/", "/models/credit/", "/drift/", "/experiments/", "/pipeline/"]
 
@@ -51,6 +52,9 @@ def credit(db: None, tmp_path: Path, settings: Any) -> dict[str, ModelVersion]:
 
 def user_in(group: str | None, username: str = "u", **extra: Any) -> User:
     user = User.objects.create_user(username, password="pw-1-phoenix", **extra)
+    if group == DATA_SCIENTISTS:
+        # Stage moves need the group's permissions, which a flushed database has lost.
+        data_scientists_group_ensure()
     if group:
         user.groups.add(Group.objects.get_or_create(name=group)[0])
     return user

@@ -67,7 +67,7 @@ def exposed_metric_names() -> set[str]:
     import inference.events
     import inference.metrics  # noqa: F401
     import monitoring.services.drift_reports
-    import monitoring.services.prediction_log  # noqa: F401
+    import monitoring.services.event_consumer  # noqa: F401
 
     names: set[str] = set()
     for family in REGISTRY.collect():

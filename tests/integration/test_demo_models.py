@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from django.core.management import call_command
 
-from models_registry import demo_credit_risk as demo
 from models_registry.models import ModelVersion
+from phoenix.demo import credit_risk as demo
 
 ROWS = 3000
 
@@ -25,9 +25,7 @@ def test_champion_in_production_and_challenger_in_staging(
 ) -> None:
     assert demo_versions["champion"].stage == "production"
     assert demo_versions["challenger"].stage == "staging"
-    assert demo_versions["champion"].model.retraining_recipe == (
-        "monitoring.recipes.credit_risk.retrain"
-    )
+    assert demo_versions["champion"].model.retraining_recipe == ("demo.credit_risk")
     assert demo_versions["champion"].feature_names == demo.FEATURE_NAMES
     assert demo_versions["champion"].reference_rows == 1000
 
@@ -53,3 +51,22 @@ def test_stored_model_scores_the_holdout_at_the_recorded_accuracy(
 def test_training_again_registers_nothing_new(demo_versions: dict[str, ModelVersion]) -> None:
     call_command("train_demo_models", rows=ROWS, reference_rows=1000)
     assert ModelVersion.objects.filter(model__name=demo.MODEL_NAME).count() == 2
+
+
+def test_models_stored_with_the_old_recipe_path_name_the_registered_recipe(db: None) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    from models_registry.models import RegisteredModel
+
+    migration = importlib.import_module("phoenix.demo.migrations.0001_credit_risk_recipe_name")
+    old = RegisteredModel.objects.create(name="old", retraining_recipe=migration.OLD)
+    own = RegisteredModel.objects.create(name="own", retraining_recipe="my.recipes.retrain")
+
+    migration.rename(apps, None)
+
+    old.refresh_from_db()
+    own.refresh_from_db()
+    assert old.retraining_recipe == "demo.credit_risk"
+    assert own.retraining_recipe == "my.recipes.retrain"

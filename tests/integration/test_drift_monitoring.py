@@ -6,11 +6,15 @@ import hashlib
 import hmac
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,13 +24,15 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from models_registry import demo_credit_risk as demo
 from models_registry.models import ModelAlias, ModelVersion
 from monitoring.models import Alert, DriftReport, PredictionLog, RetrainingJob
+from phoenix.demo import credit_risk as demo
 
 pytestmark = pytest.mark.django_db
 
-RECIPE = "monitoring.recipes.credit_risk.retrain"
+ROOT = Path(__file__).resolve().parents[2]
+
+RECIPE = "demo.credit_risk"
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +191,8 @@ def test_beat_schedule_exists_after_migrate() -> None:
 
 
 def test_lock_held_by_another_check_prevents_a_second_run(production: ModelVersion) -> None:
-    from monitoring.tasks import check_drift_version, drift_lock
+    from monitoring.services.drift_reports import drift_lock
+    from monitoring.tasks import check_drift_version
 
     _log(production, n=300, seed=105)
 
@@ -200,28 +207,25 @@ def test_lock_held_by_another_check_prevents_a_second_run(production: ModelVersi
     assert DriftReport.objects.count() == 1
 
 
-def test_redis_lock_lets_exactly_one_of_two_concurrent_holders_in(
-    redis_url: str, settings: Any
-) -> None:
-    from django.core.cache import caches
+@pytest.mark.django_db(transaction=True)
+def test_lock_lets_exactly_one_of_eight_concurrent_holders_in() -> None:
+    from django.db import connection
 
-    from monitoring.tasks import drift_lock
+    from monitoring.services.drift_reports import drift_lock
 
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}
-    }
-    assert type(caches["default"]).__name__ == "RedisCache"
-    caches["default"].delete("monitoring:drift-lock:424242")
     barrier = threading.Barrier(8)
     results: list[bool] = []
     hold = threading.Event()
 
     def contend() -> None:
-        barrier.wait()
-        with drift_lock(424242) as acquired:
-            results.append(acquired)
-            if acquired:
-                hold.wait(timeout=5)
+        try:
+            barrier.wait()
+            with drift_lock(424242) as acquired:
+                results.append(acquired)
+                if acquired:
+                    hold.wait(timeout=5)
+        finally:
+            connection.close()  # each thread has its own database connection
 
     threads = [threading.Thread(target=contend) for _ in range(8)]
     for thread in threads:
@@ -233,6 +237,98 @@ def test_redis_lock_lets_exactly_one_of_two_concurrent_holders_in(
         thread.join()
 
     assert sorted(results) == [False] * 7 + [True]
+
+
+_LOCK_SCRIPT = """
+import os, sys
+import django
+django.setup()
+from django.core.management import call_command
+if os.environ.get("MIGRATE"):
+    call_command("migrate", verbosity=0)
+from monitoring.services.drift_reports import drift_lock
+with drift_lock(424242) as acquired:
+    print("held" if acquired else "refused", flush=True)
+    if acquired and sys.argv[1] == "hold":
+        sys.stdin.readline()
+print("released", flush=True)
+"""
+
+
+def _lock_process(database_url: str, mode: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _LOCK_SCRIPT, mode],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "DJANGO_SETTINGS_MODULE": "phoenix.settings.base",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": "",
+            **env,
+        },
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _lock_holds_across_processes(database_url: str, **holder_env: str) -> None:
+    holder = _lock_process(database_url, "hold", **holder_env)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdin is not None
+        assert holder.stdout.readline().strip() == "held"
+
+        contender = _lock_process(database_url, "try")
+        out, _ = contender.communicate(timeout=60)
+        assert out.split() == ["refused", "released"]
+
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "released"
+        assert holder.wait(timeout=30) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+    # Released by its holder: the next process gets it.
+    after = _lock_process(database_url, "try")
+    out, _ = after.communicate(timeout=60)
+    assert out.split() == ["held", "released"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lock_holds_across_processes_on_sqlite(tmp_path: Path) -> None:
+    # A database file of its own (the suite's SQLite test database lives in memory).
+    _lock_holds_across_processes(f"sqlite:///{tmp_path / 'lock.sqlite3'}", MIGRATE="1")
+
+
+def test_lock_holds_across_processes_on_postgresql(postgres_db: None) -> None:
+    from tests.conftest import database_url_for_servers
+
+    _lock_holds_across_processes(database_url_for_servers())
+
+
+def test_row_lock_of_a_holder_that_died_is_taken_over_after_it_expires() -> None:
+    from monitoring.models import CheckLock
+    from monitoring.services.locks import _row_lock
+
+    name = "monitoring.test-lock"
+    first = _row_lock(name, ttl_s=60)
+    assert first.__enter__()
+    with _row_lock(name, ttl_s=60) as second:
+        assert not second
+    # The first holder hangs past its expiry: the next one takes the lock over.
+    CheckLock.objects.filter(name=name).update(expires_at=timezone.now() - timedelta(seconds=1))
+    third = _row_lock(name, ttl_s=60)
+    assert third.__enter__()
+
+    first.__exit__(None, None, None)  # a late release leaves the new holder's lock alone
+    with _row_lock(name, ttl_s=60) as fourth:
+        assert not fourth
+    third.__exit__(None, None, None)
+
+    assert not CheckLock.objects.filter(name=name).exists()
 
 
 # --- the self-healing loop ---------------------------------------------------------
@@ -321,7 +417,7 @@ def test_failing_recipe_marks_the_job_failed_with_an_alert(
 ) -> None:
     from monitoring.tasks import check_drift
 
-    version = _register(demo_artifacts, recipe="monitoring.recipes.credit_risk.no_such_recipe")
+    version = _register(demo_artifacts, recipe="demo.no_such_recipe")
     _log(version, n=500, seed=109, shift={"age": 1.5})
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -512,7 +608,7 @@ def test_drift_api_errors_are_json(
 
 
 def test_recipe_output_is_a_servable_model_with_a_reference_set() -> None:
-    from monitoring.recipes.credit_risk import retrain
+    from phoenix.demo.recipes import retrain
 
     X, y, names = demo.generate_customers(n=600, seed=5, shift={"income": 1.0})
     order = list(reversed(names))
@@ -561,7 +657,7 @@ def test_drift_api_accepts_api_keys_scoped_to_the_model(production: ModelVersion
 def test_tasks_ack_late_and_retry_transient_errors_with_backoff() -> None:
     from django.db import OperationalError
 
-    from monitoring.services.alerts import WebhookDeliveryFailed
+    from monitoring.exceptions import WebhookDeliveryFailed
     from monitoring.tasks import check_drift_version, deliver_alert_webhook, retrain_model
 
     for task in (check_drift_version, deliver_alert_webhook, retrain_model):

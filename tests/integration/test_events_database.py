@@ -78,6 +78,32 @@ def test_database_backend_writes_exactly_one_row_per_event(tmp_path: Path) -> No
     assert row.probabilities == [0.3, 0.7]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_without_a_registered_writer_the_database_sink_journals_until_one_is_back(
+    tmp_path: Path,
+) -> None:
+    from inference.event_sinks import database_writer_register
+
+    registered = database_writer_register(None)
+    assert registered is prediction_log_write_published  # monitoring's AppConfig.ready
+    publisher = EventPublisher(_config(tmp_path))
+    try:
+        publisher.publish([(TOPIC, e) for e in make_events(3)])
+        publisher.flush()
+        assert PredictionLog.objects.count() == 0
+        assert publisher.journal.has_pending()
+    finally:
+        database_writer_register(registered)
+        publisher.stop()
+
+    restarted = EventPublisher(_config(tmp_path))
+    restarted.publish([(TOPIC, e) for e in make_events(1)])
+    restarted.stop()
+
+    assert PredictionLog.objects.count() == 4
+    assert not restarted.journal.has_pending()
+
+
 @pytest.mark.django_db
 def test_writing_the_same_events_twice_keeps_one_row_each() -> None:
     events = make_events(10)

@@ -19,11 +19,8 @@ from django.core.management import call_command
 
 from inference.events import EVENTS_SPILLED, EventPublisher, PublisherConfig
 from monitoring.models import PredictionLog
-from monitoring.services.prediction_log import (
-    ConsumerConfig,
-    PredictionLogConsumer,
-    WriteResult,
-)
+from monitoring.services.event_consumer import ConsumerConfig, PredictionLogConsumer
+from monitoring.services.prediction_log import WriteResult
 
 TOPIC = "inference-events"
 DLQ = "inference-events-dlq"
@@ -320,7 +317,7 @@ def test_two_consumers_in_a_group_share_the_partitions(
 
 @pytest.mark.timeout(60)
 def test_consumer_lag_is_exported_and_falls_to_zero(kafka_broker: Any, tmp_path: Path) -> None:
-    from monitoring.services.prediction_log import CONSUMER_LAG
+    from monitoring.services.event_consumer import CONSUMER_LAG
 
     def lag() -> float:
         return sum(

@@ -10,31 +10,15 @@ import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
-from inference.auth import api_key_authenticate, api_key_cache_clear
-from inference.feature_store import DatabaseFeatureStore, FeatureStatus, feature_store_reset
+from inference.auth import api_key_authenticate
+from inference.feature_store import DatabaseFeatureStore, FeatureStatus
 from inference.models import ApiKey, OnlineFeature
-from inference.session_cache import session_cache
 from phoenix.exceptions import Unauthenticated
 from tests.inference_support import onnx_classifier, register
 
+pytestmark = pytest.mark.usefixtures("no_prediction_events", "fresh_inference_state")
+
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
-
-
-@pytest.fixture(autouse=True)
-def _events(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.events
-
-    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
 
 
 def test_create_api_key_prints_key_alone_on_last_line(
@@ -91,7 +75,7 @@ def test_seed_features_rejects_bad_csv(
 
 
 def test_seed_features_demo_fills_demo_customers(db: None, settings: Any) -> None:
-    from models_registry.demo_credit_risk import generate_customers
+    from phoenix.demo.credit_risk import generate_customers
 
     settings.PHOENIX_FEATURE_STORE = "database"
     call_command("seed_features", "--demo", "--rows", "25", "--seed", "3", stdout=StringIO())
@@ -99,6 +83,20 @@ def test_seed_features_demo_fills_demo_customers(db: None, settings: Any) -> Non
     x, _, names = generate_customers(n=25, seed=3)
     lookup = DatabaseFeatureStore(ttl_s=60).get("cust_24", names)
     assert lookup.values == pytest.approx(dict(zip(names, x[24].tolist(), strict=True)))
+
+
+def test_seed_features_without_the_demo_app_takes_a_csv_only(db: None, tmp_path: Path) -> None:
+    from inference.management.commands.seed_features import Command as ProductCommand
+
+    csv = tmp_path / "features.csv"
+    csv.write_text("entity_id,x1\ncust_1,2\n")
+
+    with pytest.raises(CommandError, match="Give a CSV file"):
+        call_command(ProductCommand(), stdout=StringIO())
+    with pytest.raises(CommandError, match="unrecognized arguments: --demo"):
+        call_command(ProductCommand(), "--demo", stdout=StringIO())
+    call_command(ProductCommand(), str(csv), stdout=StringIO())
+    assert OnlineFeature.objects.filter(entity_id="cust_1").exists()
 
 
 def test_routing_policy_admin_save_reaches_warm_cache(

@@ -11,7 +11,6 @@ from rest_framework.test import APIClient
 
 from inference import api_keys
 from inference.auth import api_key_cache_clear
-from inference.feature_store import feature_store_reset
 from inference.models import RoutingPolicy
 from inference.session_cache import session_cache
 from tests.inference_support import (
@@ -23,18 +22,9 @@ from tests.inference_support import (
     register,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_inference_state")
+
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_state() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ or the comparison would prove nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,6 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 from inference import api_keys, services
 from inference.api.dataplane import DataPlane, Headers
-from inference.auth import api_key_cache_clear
-from inference.feature_store import feature_store_reset
-from inference.session_cache import session_cache
 from phoenix.http_stack import HTTPApplication
 from tests.inference_support import (
     onnx_classifier,
@@ -31,21 +27,12 @@ from tests.inference_support import (
     wsgi_call,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_inference_state")
+
 PATH = "/api/v1/models/credit/predict"
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
 # Values that differ between any two calls.
 VOLATILE = ("request_id", "latency_ms", "event_id", "created_at")
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
-    feature_store_reset()
 
 
 @pytest.fixture(scope="module")

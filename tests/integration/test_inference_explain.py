@@ -13,9 +13,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from inference import api_keys
-from inference.auth import api_key_cache_clear
-from inference.prediction.explanations import explanation_cache_clear
-from inference.session_cache import session_cache
 from tests.inference_support import (
     FEATURES,
     TEXTS,
@@ -24,20 +21,11 @@ from tests.inference_support import (
     onnx_text_classifier,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_inference_state")
+
 ROWS = [[0.5, -1.0, 2.0], [1.5, 0.2, -0.3]]
 ROW = dict(zip(FEATURES, ROWS[0], strict=True))
 REFERENCE = np.random.default_rng(4).normal(size=(200, 3))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_state() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    explanation_cache_clear()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
-    explanation_cache_clear()
 
 
 def _csv(matrix: np.ndarray) -> io.BytesIO:

@@ -10,34 +10,14 @@ import pytest
 from rest_framework.test import APIClient
 
 from inference import api_keys, services
-from inference.feature_store import (
-    DatabaseFeatureStore,
-    FeatureStatus,
-    FeatureStoreUnavailable,
-    RedisFeatureStore,
-    feature_store_reset,
-)
-from inference.session_cache import session_cache
+from inference.exceptions import FeatureStoreUnavailable
+from inference.feature_store import DatabaseFeatureStore, FeatureStatus, RedisFeatureStore
 from tests.conftest import free_port
 from tests.inference_support import FEATURES, onnx_classifier, onnx_predict, register
 
+pytestmark = pytest.mark.usefixtures("no_prediction_events", "fresh_inference_state")
+
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
-
-
-@pytest.fixture(autouse=True)
-def _events(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.events
-
-    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Any:
-    session_cache.clear()
-    feature_store_reset()
-    yield
-    session_cache.clear()
-    feature_store_reset()
 
 
 @pytest.fixture

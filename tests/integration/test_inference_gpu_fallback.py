@@ -19,7 +19,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from inference import api_keys
-from inference.auth import api_key_cache_clear
 from inference.runtime import CPU, CUDA, device_failure, model_load
 from inference.session_cache import session_cache
 from tests.inference_support import (
@@ -46,6 +45,8 @@ BAD_INPUT = (
     "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions for input: X for "
     "the following indices index: 1 Got: 4 Expected: 3"
 )
+
+pytestmark = pytest.mark.usefixtures("fresh_inference_state")
 
 
 class FailingGpuSession:
@@ -144,15 +145,6 @@ def test_concurrent_failures_create_one_cpu_session(loaded: Any) -> None:
 
 
 # --- through the API: the answer, readiness, metrics and the log ---------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_state() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
 
 
 @pytest.fixture

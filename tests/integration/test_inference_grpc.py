@@ -27,7 +27,6 @@ from tritonclient.utils import InferenceServerException
 
 from inference import api_keys
 from inference.api.v2_grpc import grpc_server_build
-from inference.auth import api_key_cache_clear
 from inference.session_cache import session_cache
 from tests.conftest import database_url_for_servers, free_port, wait_for_port
 from tests.inference_support import (
@@ -38,16 +37,9 @@ from tests.inference_support import (
     register,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_inference_state")
+
 ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, 1.0], [-2.0, 0.3, 0.0]]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_state() -> Iterator[None]:
-    session_cache.clear()
-    api_key_cache_clear()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ the WSGI and ASGI applications themselves.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -23,29 +22,13 @@ from django.middleware.csrf import CsrfViewMiddleware
 from prometheus_client import REGISTRY
 
 from inference.api_keys import api_key_create
-from inference.auth import api_key_cache_clear
-from inference.session_cache import session_cache
 from phoenix.http_stack import INFERENCE_PATHS, HTTPApplication, OneHopWSGI
 from tests.inference_support import onnx_classifier, onnx_predict, register, wsgi_call
 
+pytestmark = pytest.mark.usefixtures("fresh_inference_state", "no_prediction_events")
+
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}
 SKIPPED = [SessionMiddleware, CsrfViewMiddleware, AuthenticationMiddleware, MessageMiddleware]
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Iterator[None]:
-    session_cache.clear()
-    api_key_cache_clear()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
-
-
-@pytest.fixture(autouse=True)
-def _no_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.events
-
-    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from django.db import close_old_connections
 
-from inference.auth import api_key_cache_clear
 from inference.models import RoutingPolicy
 from inference.prediction.service import prediction_create, warm_execution
 from inference.selectors import ApiKeyPrincipal
@@ -29,16 +28,9 @@ from tests.inference_support import (
     register,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_inference_state")
+
 PRINCIPAL = ApiKeyPrincipal(id=1, name="t", prefix="t", allowed_models=None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_state() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    yield
-    session_cache.clear()
-    api_key_cache_clear()
 
 
 @pytest.fixture(autouse=True)

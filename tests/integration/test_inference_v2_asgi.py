@@ -12,26 +12,11 @@ from channels.testing import HttpCommunicator
 
 from inference.api import v2
 from inference.api_keys import api_key_create
-from inference.auth import api_key_cache_clear
-from inference.session_cache import session_cache
 from tests.inference_support import onnx_classifier, onnx_predict, register
 
+pytestmark = pytest.mark.usefixtures("no_prediction_events", "fresh_inference_state")
+
 ROWS = [[0.5, -1.0, 2.0], [1.0, 1.0, -1.0]]
-
-
-@pytest.fixture(autouse=True)
-def _events(monkeypatch: pytest.MonkeyPatch) -> None:
-    import inference.events
-
-    monkeypatch.setattr(inference.events, "publish_prediction", lambda record: None)
-
-
-@pytest.fixture(autouse=True)
-def _fresh() -> Any:
-    session_cache.clear()
-    api_key_cache_clear()
-    yield
-    session_cache.clear()
 
 
 def call(method: str, path: str, body: bytes = b"", key: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group
@@ -23,16 +22,10 @@ from tests.registry_support import (
     variant_bytes,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 CHANGELIST = "/admin/models_registry/modelversion/"
 UPLOAD = "/admin/models_registry/modelversion/add/"
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 @pytest.fixture

@@ -13,13 +13,7 @@ from django.core.management import CommandError, call_command
 from models_registry.models import ModelAlias, ModelVersion
 from tests.registry_support import EXPAND_MODEL, onnx_with_external_data, variant_bytes
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
 
 def _run(*args: str) -> str:

@@ -11,25 +11,22 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from models_registry import notifications, selectors, services
+from models_registry import selectors, services
 from models_registry.exceptions import AliasConflict, StageConflict
 from models_registry.models import AuditAction, AuditEvent, ModelAlias, ModelVersion
-from models_registry.notifications import RegistryChange
+from phoenix import change_bus
+from phoenix.change_bus import Change
 from tests.registry_support import variant_bytes
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path: Path) -> Path:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+pytestmark = pytest.mark.usefixtures("media")
 
 
 @pytest.fixture
-def changes() -> Iterator[list[RegistryChange]]:
-    heard: list[RegistryChange] = []
-    notifications.subscribe(heard.append)
+def changes() -> Iterator[list[Change]]:
+    heard: list[Change] = []
+    change_bus.subscribe(heard.append)
     yield heard
-    notifications.unsubscribe(heard.append)
+    change_bus.unsubscribe(heard.append)
 
 
 def _register(model_file: Path, n: int, **kwargs: object) -> ModelVersion:
@@ -210,7 +207,7 @@ def test_changes_are_published_only_after_commit(
     for callback in pending:
         callback()
     assert [(c.model_name, c.reason) for c in changes] == [("risk", "upload"), ("risk", "stage")]
-    assert {c.origin for c in changes} == {notifications.origin()}
+    assert {c.origin for c in changes} == {change_bus.origin()}
 
 
 @pytest.mark.django_db

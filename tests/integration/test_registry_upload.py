@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,13 +26,6 @@ from tests.registry_support import (
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def media(settings, tmp_path: Path) -> Path:
-    """A private MEDIA_ROOT, so a test can see every file the registry stored."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 def test_register_reads_signature_and_stores_content_addressed(tiny_onnx_model, media) -> None:

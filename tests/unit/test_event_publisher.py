@@ -7,8 +7,9 @@ import time
 from pathlib import Path
 
 from inference.event_schema import PredictionRecord
-from inference.event_sinks import Item, SinkUnavailable
+from inference.event_sinks import Item
 from inference.events import EVENTS_SPILLED, EventPublisher, PublisherConfig
+from inference.exceptions import SinkUnavailable
 
 TOPIC = "inference-events"
 

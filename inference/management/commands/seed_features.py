@@ -1,4 +1,7 @@
-"""Load entity features into the online feature store (CSV or the demo customers)."""
+"""Load entity features into the online feature store from a CSV.
+
+The demo app (``phoenix.demo``) extends this command with ``--demo``.
+"""
 
 from __future__ import annotations
 
@@ -20,19 +23,20 @@ BATCH = 1000
 class Command(BaseCommand):
     help = (
         "Write features to the online store: a CSV with an entity_id column and one column "
-        "per feature, or --demo for the demo credit-risk customers cust_0..cust_N."
+        "per feature."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("csv", nargs="?", help="CSV file with an entity_id column")
-        parser.add_argument("--demo", action="store_true", help="seed demo customers")
-        parser.add_argument("--rows", type=int, default=1000, help="demo customers (default 1000)")
-        parser.add_argument("--seed", type=int, default=42, help="demo data seed")
+
+    def rows_given(self, options: dict[str, Any]) -> dict[str, dict[str, float]] | None:
+        """Rows given otherwise than by a CSV: none here (the demo's command adds --demo)."""
+        if not options["csv"]:
+            raise CommandError("Give a CSV file.")
+        return None
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if bool(options["csv"]) == bool(options["demo"]):
-            raise CommandError("Give a CSV file or --demo (one of the two).")
-        rows = self._demo(options["rows"], options["seed"]) if options["demo"] else None
+        rows = self.rows_given(options)
         written = 0
         try:
             if rows is not None:
@@ -44,15 +48,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Wrote features of {written} entities to the {feature_store().backend} store."
         )
-
-    def _demo(self, n: int, seed: int) -> dict[str, dict[str, float]]:
-        from models_registry.demo_credit_risk import generate_customers
-
-        x, _y, names = generate_customers(n=n, seed=seed)
-        return {
-            f"cust_{i}": {name: float(value) for name, value in zip(names, row, strict=True)}
-            for i, row in enumerate(x.tolist())
-        }
 
     def _write(self, rows: dict[str, dict[str, float]]) -> int:
         items = list(rows.items())

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from monitoring.models import DriftReport
-from monitoring.selectors.drift_reports import production_version_ids
+from monitoring.selectors.drift_reports import drift_report_get, production_version_ids
 from monitoring.tasks import check_drift_version
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -54,10 +54,7 @@ class Command(BaseCommand):
             if outcome["report_id"] is None:
                 self.stdout.write(f"version id {version_id}: {outcome['status']} (skipped)")
                 continue
-            report = DriftReport.objects.select_related("model_version__model").get(
-                pk=outcome["report_id"]
-            )
-            self._print_report(report)
+            self._print_report(drift_report_get(report_id=outcome["report_id"]))
 
     def _print_report(self, report: DriftReport) -> None:
         version = report.model_version

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from monitoring.services.prediction_log import ConsumerConfig, PredictionLogConsumer
+from monitoring.services.event_consumer import ConsumerConfig, PredictionLogConsumer
 
 
 class Command(BaseCommand):
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError("--partitions must be integers, e.g. 0,1,2") from exc
         if options["metrics_port"]:
-            from monitoring.services.live import metrics_exporter_start
+            from phoenix.metrics_exporter import metrics_exporter_start
 
             metrics_exporter_start(port=options["metrics_port"])
         consumer = PredictionLogConsumer(

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from honcho.manager import Manager
 
-from phoenix.stack import default_web_workers, stack_processes
+from phoenix.processes import default_web_workers, stack_processes
 
 
 class Command(BaseCommand):

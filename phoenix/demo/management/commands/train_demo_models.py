@@ -8,11 +8,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from models_registry import demo_credit_risk as demo
 from models_registry.exceptions import DuplicateModel
 from models_registry.services import model_version_register
-
-RETRAINING_RECIPE = "monitoring.recipes.credit_risk.retrain"
+from phoenix.demo import credit_risk as demo
+from phoenix.demo.recipes import CREDIT_RISK_RECIPE
 
 
 class Command(BaseCommand):
@@ -55,7 +54,7 @@ class Command(BaseCommand):
                     metrics=metrics,
                     tags={"algorithm": algorithm, "seed": str(seed), "demo": "true"},
                     description=f"Demo {algorithm} trained on {split} synthetic customers.",
-                    retraining_recipe=RETRAINING_RECIPE,
+                    retraining_recipe=CREDIT_RISK_RECIPE,
                 )
             except DuplicateModel:
                 self.stdout.write(f"{demo.MODEL_NAME} {alias}: already registered (same weights).")

@@ -1,4 +1,4 @@
-""" "The registry changed" reaches listeners in this process and in other processes."""
+"""The change bus ("what serving reads changed") reaches listeners here and in other processes."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from models_registry import notifications
-from models_registry.notifications import RegistryChange
+from phoenix import change_bus
+from phoenix.change_bus import Change, ChangeReason
 
 ROOT = Path(__file__).resolve().parents[2]
 
 PUBLISH = (
     "import django; django.setup(); "
-    "from models_registry.notifications import registry_changed_publish as p; "
+    "from phoenix.change_bus import change_publish as p; "
     "p(model_name='risk', reason='stage')"
 )
 
@@ -43,38 +43,38 @@ def _publish_from_another_process(**env: str) -> None:
     )
 
 
-def _wait_for(heard: list[RegistryChange], count: int, timeout_s: float = 10.0) -> None:
+def _wait_for(heard: list[Change], count: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while len(heard) < count and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
 @pytest.fixture
-def heard(monkeypatch) -> Iterator[list[RegistryChange]]:
-    monkeypatch.setattr(notifications, "POLL_INTERVAL_S", 0.05)
-    notifications.stop_listener()
-    received: list[RegistryChange] = []
-    notifications.subscribe(received.append)
+def heard(monkeypatch) -> Iterator[list[Change]]:
+    monkeypatch.setattr(change_bus, "POLL_INTERVAL_S", 0.05)
+    change_bus.stop_listener()
+    received: list[Change] = []
+    change_bus.subscribe(received.append)
     yield received
-    notifications.unsubscribe(received.append)
-    notifications.stop_listener()
+    change_bus.unsubscribe(received.append)
+    change_bus.stop_listener()
 
 
 def test_local_listeners_hear_at_once_and_failures_never_reach_the_caller(
     heard, settings, tmp_path
 ) -> None:
-    def broken(change: RegistryChange) -> None:
+    def broken(change: Change) -> None:
         raise RuntimeError("listener bug")
 
     settings.DATA_DIR = tmp_path / "not-a-dir"
     (tmp_path / "not-a-dir").write_text("a file where the folder should be")
-    notifications.subscribe(broken)
+    change_bus.subscribe(broken)
     try:
-        notifications.registry_changed_publish(model_name="risk", reason="upload")
+        change_bus.change_publish(model_name="risk", reason="upload")
     finally:
-        notifications.unsubscribe(broken)
+        change_bus.unsubscribe(broken)
 
-    assert heard == [RegistryChange("risk", "upload", notifications.origin())]
+    assert heard == [Change("risk", "upload", change_bus.origin())]
 
 
 def test_file_transport_reaches_another_process_and_skips_its_own(
@@ -82,15 +82,15 @@ def test_file_transport_reaches_another_process_and_skips_its_own(
 ) -> None:
     settings.DATA_DIR = tmp_path
     settings.REDIS_URL = ""
-    notifications.start_listener()
+    change_bus.start_listener()
 
-    notifications.registry_changed_publish(model_name="own", reason="upload")
+    change_bus.change_publish(model_name="own", reason="upload")
     _publish_from_another_process(PHOENIX_DATA_DIR=str(tmp_path))
     _wait_for(heard, 2)
     time.sleep(0.2)  # our own line, read back by the listener, must not arrive twice
 
     assert [(c.model_name, c.reason) for c in heard] == [("own", "upload"), ("risk", "stage")]
-    assert heard[1].origin != notifications.origin()
+    assert heard[1].origin != change_bus.origin()
 
 
 def test_file_transport_asks_for_a_resync_when_the_log_rotates(
@@ -98,20 +98,20 @@ def test_file_transport_asks_for_a_resync_when_the_log_rotates(
 ) -> None:
     settings.DATA_DIR = tmp_path
     settings.REDIS_URL = ""
-    notifications.start_listener()
-    elsewhere = [RegistryChange(f"m{i}", "stage", "another-process") for i in range(3)]
-    notifications._log_append(elsewhere[0])
+    change_bus.start_listener()
+    elsewhere = [Change(f"m{i}", "stage", "another-process") for i in range(3)]
+    change_bus._log_append(elsewhere[0])
     _wait_for(heard, 1)
 
     # Every write now finds the log over the limit and starts a new one.
-    monkeypatch.setattr(notifications, "LOG_ROTATE_BYTES", 10)
-    notifications._log_append(elsewhere[1])
-    notifications._log_append(elsewhere[2])
+    monkeypatch.setattr(change_bus, "LOG_ROTATE_BYTES", 10)
+    change_bus._log_append(elsewhere[1])
+    change_bus._log_append(elsewhere[2])
     deadline = time.monotonic() + 10
     while elsewhere[2] not in heard and time.monotonic() < deadline:
         time.sleep(0.02)
 
-    resync = RegistryChange("", notifications.RESYNC, "listener")
+    resync = Change("", ChangeReason.RESYNC, "listener")
     assert heard[0] == elsewhere[0]
     assert heard[-1] == elsewhere[2]
     # Unless the listener read m1 in between, m1's log was replaced unread: resync.
@@ -124,9 +124,9 @@ def test_redis_transport_reaches_another_process(heard, settings, redis_url) -> 
     channel = f"phoenix.registry.test.{uuid.uuid4().hex}"
     settings.REDIS_URL = redis_url
     settings.PHOENIX_REGISTRY_CHANNEL = channel
-    notifications.start_listener()
+    change_bus.start_listener()
 
-    notifications.registry_changed_publish(model_name="own", reason="alias")
+    change_bus.change_publish(model_name="own", reason="alias")
     _publish_from_another_process(REDIS_URL=redis_url, PHOENIX_REGISTRY_CHANNEL=channel)
     _wait_for(heard, 2)
     time.sleep(0.2)
@@ -138,8 +138,8 @@ def test_start_listener_is_idempotent(heard, settings, tmp_path) -> None:
     settings.DATA_DIR = tmp_path
     settings.REDIS_URL = ""
 
-    notifications.start_listener()
-    notifications.start_listener()
+    change_bus.start_listener()
+    change_bus.start_listener()
 
     listeners = [t for t in threading.enumerate() if t.name == "registry-listener"]
     assert len(listeners) == 1
@@ -147,4 +147,22 @@ def test_start_listener_is_idempotent(heard, settings, tmp_path) -> None:
 
 
 def test_broadcast_uses_the_configured_data_dir() -> None:
-    assert notifications._log_path().parent == Path(django_settings.DATA_DIR)
+    assert change_bus._log_path().parent == Path(django_settings.DATA_DIR)
+
+
+def test_a_change_with_an_unknown_reason_is_ignored_as_malformed(heard, settings, tmp_path) -> None:
+    settings.DATA_DIR = tmp_path
+    settings.REDIS_URL = ""
+    change_bus.start_listener()
+    known = Change("m", ChangeReason.STAGE, "another-process")
+    path = change_bus._log_path()
+    change_bus._log_append(known)  # creates the log; the listener reads from its end on
+    _wait_for(heard, 1)
+
+    with path.open("ab") as log:
+        log.write(b'{"model_name": "m", "reason": "from-the-future", "origin": "x"}\n')
+    change_bus._log_append(Change("n", ChangeReason.ALIAS, "another-process"))
+    _wait_for(heard, 2)
+
+    assert [(c.model_name, c.reason) for c in heard] == [("m", "stage"), ("n", "alias")]
+    assert all(isinstance(c.reason, ChangeReason) for c in heard)

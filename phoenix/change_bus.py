@@ -1,9 +1,11 @@
-""" "The registry changed": told to this process at once and broadcast to the others.
+"""The change bus: "what serving reads changed", told here at once and broadcast to the others.
 
-Services call ``registry_changed_publish`` after their transaction commits. Listeners
-in this process (the inference session cache) run immediately; other processes hear
-of it through their listener thread (``start_listener``), which skips changes that
-came from its own process. The registry knows nothing of who listens.
+A project-wide broadcast. The registry (uploads, stage and alias moves) and inference
+(API keys, routing policies) call ``change_publish`` after their transaction commits,
+with a ``ChangeReason``. Listeners in this process (the inference session cache, the
+live dashboards) run immediately; other processes hear of it through their listener
+thread (``start_listener``), which skips changes that came from its own process. The
+publishers know nothing of who listens.
 
 Transport, chosen by settings:
 
@@ -13,7 +15,7 @@ Transport, chosen by settings:
   processes of one machine with no server.
 
 When a listener may have missed changes (Redis reconnected, the change log rotated),
-it is told ``RegistryChange(model_name="", reason="resync", ...)``: reload everything.
+it is told ``Change(model_name="", reason=ChangeReason.RESYNC, ...)``: reload everything.
 
 Broadcast failures are logged and never raised into the caller: the database write
 has committed, and a missed broadcast costs a stale cache until the next change.
@@ -31,6 +33,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +45,32 @@ POLL_INTERVAL_S = 1.0
 # The change log is emptied once it grows past this; readers then resync.
 LOG_ROTATE_BYTES = 256 * 1024
 LOG_FILENAME = "registry-changes.log"
-RESYNC = "resync"
+
+
+class ChangeReason(StrEnum):
+    """Why a change was published; the one list publishers and listeners share."""
+
+    # the registry (models_registry.services)
+    UPLOAD = "upload"
+    STAGE = "stage"
+    ALIAS = "alias"
+    REFERENCE = "reference"
+    DELETE = "delete"
+    # serving configuration (inference.services)
+    API_KEY = "api_key"
+    ROUTING_POLICY = "routing_policy"
+    # the bus itself: a listener may have missed changes, reload everything
+    RESYNC = "resync"
 
 
 @dataclass(frozen=True)
-class RegistryChange:
+class Change:
     model_name: str
-    reason: str
+    reason: ChangeReason
     origin: str
 
 
-Listener = Callable[[RegistryChange], None]
+Listener = Callable[[Change], None]
 
 _listeners: list[Listener] = []
 _state_lock = threading.Lock()
@@ -83,7 +101,7 @@ def unsubscribe(listener: Listener) -> None:
             _listeners.remove(listener)
 
 
-def _notify(change: RegistryChange) -> None:
+def _notify(change: Change) -> None:
     for listener in list(_listeners):
         try:
             listener(change)
@@ -91,9 +109,9 @@ def _notify(change: RegistryChange) -> None:
             logger.exception("registry change listener %r failed on %s", listener, change)
 
 
-def registry_changed_publish(*, model_name: str, reason: str) -> None:
+def change_publish(*, reason: ChangeReason, model_name: str = "") -> None:
     """Tell this process's listeners now and broadcast to other processes; never raises."""
-    change = RegistryChange(model_name=model_name, reason=reason, origin=origin())
+    change = Change(model_name=model_name, reason=ChangeReason(reason), origin=origin())
     _notify(change)
     try:
         if settings.REDIS_URL:
@@ -132,12 +150,13 @@ def stop_listener(timeout_s: float = 5.0) -> None:
         thread.join(timeout=timeout_s)
 
 
-def _from_json(raw: bytes | str) -> RegistryChange | None:
+def _from_json(raw: bytes | str) -> Change | None:
     try:
         data: dict[str, Any] = json.loads(raw)
-        return RegistryChange(
+        # An unknown reason (a newer process's) is malformed here, not guessed at.
+        return Change(
             model_name=str(data["model_name"]),
-            reason=str(data["reason"]),
+            reason=ChangeReason(data["reason"]),
             origin=str(data["origin"]),
         )
     except (ValueError, KeyError, TypeError):
@@ -145,13 +164,13 @@ def _from_json(raw: bytes | str) -> RegistryChange | None:
         return None
 
 
-def _deliver(change: RegistryChange | None) -> None:
+def _deliver(change: Change | None) -> None:
     if change is not None and change.origin != origin():
         _notify(change)
 
 
 def _resync() -> None:
-    _notify(RegistryChange(model_name="", reason=RESYNC, origin="listener"))
+    _notify(Change(model_name="", reason=ChangeReason.RESYNC, origin="listener"))
 
 
 # --- Redis pub/sub ---------------------------------------------------------------
@@ -163,7 +182,7 @@ def _redis_client() -> Any:
     return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
 
 
-def _redis_publish(change: RegistryChange) -> None:
+def _redis_publish(change: Change) -> None:
     client = _redis_client()
     try:
         client.publish(settings.PHOENIX_REGISTRY_CHANNEL, json.dumps(asdict(change)))
@@ -212,7 +231,7 @@ def _log_path() -> Path:
     return Path(settings.DATA_DIR) / LOG_FILENAME
 
 
-def _log_append(change: RegistryChange) -> None:
+def _log_append(change: Change) -> None:
     path = _log_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(asdict(change)) + "\n").encode()

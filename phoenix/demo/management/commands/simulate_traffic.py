@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from models_registry import demo_credit_risk as demo
+from phoenix.demo import credit_risk as demo
 
 REQUEST_TIMEOUT_S = 10.0
 GRACE_S = 5.0

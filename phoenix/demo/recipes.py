@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from models_registry import demo_credit_risk as demo
 from monitoring.services.retraining import RetrainingResult
+from phoenix.demo import credit_risk as demo
 
+# The name train_demo_models stores on the model (RegisteredModel.retraining_recipe).
+CREDIT_RISK_RECIPE = "demo.credit_risk"
 ORIGINAL_ROWS = 8_000
 # Below this many labelled rows a quarter of them says little: hold out original rows.
 MIN_RECENT_FOR_HOLDOUT = 400

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from phoenix.stack import default_web_workers, stack_processes
+from phoenix.processes import default_web_workers, stack_processes
 
 
 def names(**overrides: object) -> dict[str, list[str]]:

@@ -1,1 +1,0 @@
-"""Retraining recipes: entry points named on RegisteredModel.retraining_recipe."""
