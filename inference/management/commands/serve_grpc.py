@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from typing import Any
 
@@ -42,7 +41,9 @@ class Command(BaseCommand):
         if options["threads"] < 1:
             raise CommandError("--threads must be at least 1")
         if options["metrics_port"]:
-            _metrics_serve(options["metrics_port"])
+            from phoenix.metrics_exporter import metrics_exporter_start
+
+            metrics_exporter_start(port=options["metrics_port"])
         preload(always=True)
         asyncio.run(self._serve(options))
 
@@ -69,15 +70,3 @@ class Command(BaseCommand):
             await server.stop(options["grace"])
             event_publishing_stop()
 
-
-def _metrics_serve(port: int) -> None:
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        start_http_server(port, registry=registry)
-    else:
-        start_http_server(port)
