@@ -69,4 +69,3 @@ class Command(BaseCommand):
         finally:
             await server.stop(options["grace"])
             event_publishing_stop()
-
