@@ -598,7 +598,7 @@ def test_early_feedback_for_a_shadowed_request_labels_both_arms_when_rows_arrive
     arms: tuple[ModelVersion, ModelVersion],
 ) -> None:
     from inference.request_ids import request_id_new
-    from monitoring.services.prediction_log import prediction_feedback_record
+    from monitoring.services.feedback import prediction_feedback_record
 
     champion, challenger = arms
     rid = request_id_new()
