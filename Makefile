@@ -15,9 +15,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 install: $(STAMP)
 
+# The demo model heals itself: its retrained challenger starts an experiment (see README).
 run: install
 	$(BIN)/python manage.py bootstrap
-	$(BIN)/python manage.py run_stack --port $(PORT)
+	PHOENIX_EXPERIMENT_AUTOSTART="$${PHOENIX_EXPERIMENT_AUTOSTART-credit-risk}" \
+		$(BIN)/python manage.py run_stack --port $(PORT)
 
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -32,6 +32,10 @@ class Arm(StrEnum):
 SHADOW_ROUTE = "shadow"
 # routed_by when the client pinned a version: no policy was applied.
 PINNED_ROUTE = "pinned"
+# The challenger's shadow rows get the client's request id with this suffix: their own
+# id, linked to the client's (feedback for the client's id labels both arms).
+SHADOW_ID_SUFFIX = ":shadow"
+_REQUEST_ID_MAX = 64  # PredictionLog.request_id
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,19 @@ def bucket(seed: str, key: str) -> float:
     """A stable, uniform number in [0, 1) for ``key`` under ``seed``."""
     digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / _BUCKETS
+
+
+def shadow_request_id(request_id: str) -> str:
+    """The request id of the challenger's shadow rows for the client's ``request_id``.
+
+    Deterministic, so feedback finds them from the client's id alone. An id too long
+    for the suffix keeps a prefix and a SHA-256 of the whole id instead.
+    """
+    if len(request_id) + len(SHADOW_ID_SUFFIX) <= _REQUEST_ID_MAX:
+        return request_id + SHADOW_ID_SUFFIX
+    digest = hashlib.sha256(request_id.encode()).hexdigest()[:16]
+    keep = _REQUEST_ID_MAX - len(SHADOW_ID_SUFFIX) - len(digest) - 1
+    return f"{request_id[:keep]}.{digest}{SHADOW_ID_SUFFIX}"
 
 
 def decide(

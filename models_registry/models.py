@@ -122,6 +122,7 @@ class AuditAction(models.TextChoices):
     ALIAS = "alias", "Alias change"
     REFERENCE = "reference", "Reference data attached"
     DELETE = "delete", "Deletion"
+    EXPERIMENT = "experiment", "Experiment"
 
 
 class AuditEvent(models.Model):

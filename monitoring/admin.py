@@ -3,19 +3,38 @@
 Prediction logs, drift reports, alerts and retraining jobs are written by the
 consumer and the Celery jobs; editing them by hand would falsify history, so the
 admin shows them (with filters and links to the dashboards) and never changes them.
-Drift schedules are edited through django-celery-beat's own admin.
+Drift schedules are edited through django-celery-beat's own admin. Experiments are
+changed only by their actions (evaluate, stop, promote), which call the service.
 """
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from monitoring.models import Alert, DriftReport, PendingFeedback, PredictionLog, RetrainingJob
+from monitoring.access import experiment_promote_allowed, experiment_stop_allowed
+from monitoring.models import (
+    Alert,
+    DriftReport,
+    Experiment,
+    PendingFeedback,
+    PredictionLog,
+    RetrainingJob,
+)
 from monitoring.selectors.dashboards import drift_features
+from monitoring.services.experiments import (
+    experiment_evaluate,
+    experiment_promote,
+    experiment_stop,
+)
 from phoenix.admin import ReadOnlyAdmin
+from phoenix.exceptions import ApplicationError
 
 
 class MonitoringRowAdmin(ReadOnlyAdmin):
@@ -106,3 +125,78 @@ class RetrainingJobAdmin(MonitoringRowAdmin):
 class PendingFeedbackAdmin(MonitoringRowAdmin):
     list_display = ("request_id", "received_at")
     search_fields = ("request_id",)
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(ReadOnlyAdmin):
+    """Experiments are changed only through their service (routing and registry move with
+    them); the actions below call it, each checked against the page's roles."""
+
+    list_display = (
+        "id",
+        "model",
+        "champion",
+        "challenger",
+        "mode",
+        "status",
+        "verdict",
+        "decision",
+        "started_at",
+        "ended_at",
+    )
+    list_filter = ("status", "mode", "model")
+    list_select_related = ("model", "champion", "challenger")
+    date_hierarchy = "created_at"
+    actions = ["evaluate_now", "stop", "promote"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a deleted running experiment would leave its routing behind
+
+    @admin.display(description="verdict")
+    def verdict(self, experiment: Experiment) -> str:
+        primary = (experiment.statistics or {}).get("primary") or {}
+        return str(primary.get("verdict", "-"))
+
+    def _each(
+        self, request: HttpRequest, queryset: QuerySet[Experiment], allowed: Any, act: Any
+    ) -> None:
+        if not allowed(request.user):
+            self.message_user(request, "You may not do that to experiments.", messages.ERROR)
+            return
+        for experiment in queryset:
+            try:
+                act(experiment)
+            except ApplicationError as error:
+                self.message_user(request, f"{experiment}: {error.message}", messages.ERROR)
+            else:
+                experiment.refresh_from_db()
+                self.message_user(request, f"{experiment}", messages.SUCCESS)
+
+    @admin.action(description="Evaluate now (tests, guards, canary step)")
+    def evaluate_now(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(
+            request,
+            queryset,
+            experiment_stop_allowed,
+            lambda e: experiment_evaluate(experiment_id=e.pk),
+        )
+
+    @admin.action(description="Stop (restore the routing before it)")
+    def stop(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(
+            request,
+            queryset,
+            experiment_stop_allowed,
+            lambda e: experiment_stop(experiment_id=e.pk, actor=request.user, reason="admin"),
+        )
+
+    @admin.action(description="Promote the challenger (production + champion)")
+    def promote(self, request: HttpRequest, queryset: QuerySet[Experiment]) -> None:
+        self._each(
+            request,
+            queryset,
+            experiment_promote_allowed,
+            lambda e: experiment_promote(
+                experiment_id=e.pk, actor=request.user, reason="promoted in admin"
+            ),
+        )

@@ -1,7 +1,8 @@
-"""Prediction log, drift reports, alerts and retraining jobs."""
+"""Prediction log, drift reports, alerts, retraining jobs and experiments."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from models_registry.models import ModelVersion, RegisteredModel
@@ -150,3 +151,106 @@ class CheckLock(models.Model):
 
     def __str__(self) -> str:
         return f"lock {self.name} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ExperimentMode(models.TextChoices):
+    SHADOW = "shadow", "Shadow (challenger scores a copy; paired test)"
+    CANARY = "canary", "Canary (stepped share of requests)"
+    AB = "ab", "A/B (fixed share, sticky per entity)"
+
+
+class ExperimentStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    RUNNING = "running", "Running"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    PROMOTED = "promoted", "Promoted"
+    STOPPED = "stopped", "Stopped"
+
+
+class PrimaryMetric(models.TextChoices):
+    ACCURACY = "accuracy", "Accuracy from feedback"
+    GUARDS_ONLY = "guards_only", "Guards only (unlabelled traffic)"
+
+
+def default_canary_steps() -> list[float]:
+    return [5.0, 25.0, 50.0, 100.0]
+
+
+def default_guards() -> dict[str, float | None]:
+    return {
+        "max_error_rate_increase": 0.02,
+        "latency_p99_ceiling_ms": None,
+        "latency_p99_max_ratio": 3.0,
+        "max_class_share": 0.95,
+        "max_confidence_drop": 0.2,
+    }
+
+
+class Experiment(models.Model):
+    """Champion vs challenger of one model, decided by monitoring.experiments' tests.
+
+    Starting it sets the model's RoutingPolicy; rollback, stop and promotion restore
+    or replace it (monitoring.services.experiments). ``statistics`` holds the latest
+    evaluation: the tests, each guard and the canary step, as the page shows them.
+    """
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="experiments")
+    champion = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    challenger = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=16, choices=ExperimentMode.choices)
+    # A/B: the challenger's share (0-100 %). Canary: the plan below; shadow with a plan
+    # moves on to the canary once the paired test says better.
+    traffic_percent = models.FloatField(default=50.0)
+    canary_steps = models.JSONField(default=default_canary_steps, blank=True)
+    canary_step = models.PositiveSmallIntegerField(default=0)
+    step_interval_s = models.PositiveIntegerField(default=300)
+    step_min_samples = models.PositiveIntegerField(default=100)
+    seed = models.CharField(max_length=64, default="phoenix")
+    primary_metric = models.CharField(
+        max_length=16, choices=PrimaryMetric.choices, default=PrimaryMetric.ACCURACY
+    )
+    guards = models.JSONField(default=default_guards, blank=True)
+    alpha = models.FloatField(default=0.05)
+    min_samples = models.PositiveIntegerField(default=200)
+    auto_promote = models.BooleanField(default=False)
+    status = models.CharField(
+        max_length=16, choices=ExperimentStatus.choices, default=ExperimentStatus.DRAFT
+    )
+    decision = models.CharField(max_length=16, blank=True)
+    reason = models.TextField(blank=True)
+    statistics = models.JSONField(default=dict, blank=True)
+    # The routing policy before start, restored by stop.
+    previous_routing = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Start of the current phase (shadow, then canary) and of the current canary step.
+    phase_started_at = models.DateTimeField(null=True, blank=True)
+    step_started_at = models.DateTimeField(null=True, blank=True)
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=models.Q(status="running"),
+                name="one_running_experiment_per_model",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(traffic_percent__gte=0.0, traffic_percent__lte=100.0),
+                name="experiment_traffic_percent_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.model.name}: v{self.champion.version} vs v{self.challenger.version} "
+            f"({self.mode}, {self.status})"
+        )

@@ -77,3 +77,39 @@ def retrain_model(job_id: int) -> str | None:
 def deliver_alert_webhook(alert_id: int) -> bool:
     """POST one alert to the configured webhook, retried with backoff while it is down."""
     return alert_webhook_deliver(alert_id=alert_id)
+
+
+# A look still queued after this long is dropped: the next tick (every 30 s) replaces it.
+EXPERIMENT_EVALUATE_EXPIRES_S = 25
+
+
+@shared_task(name="monitoring.tasks.evaluate_experiments", acks_late=True, ignore_result=True)
+def evaluate_experiments() -> int:
+    """Beat entry: queue one evaluation per running experiment; returns how many."""
+    from monitoring.services.experiments import running_experiment_ids
+
+    ids = running_experiment_ids()
+    for experiment_id in ids:
+        evaluate_experiment.apply_async(
+            args=(experiment_id,), expires=EXPERIMENT_EVALUATE_EXPIRES_S
+        )
+    return len(ids)
+
+
+@shared_task(
+    name="monitoring.tasks.evaluate_experiment",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=2,
+    soft_time_limit=60,
+)
+def evaluate_experiment(experiment_id: int) -> str:
+    """One look at one experiment (row-locked, so concurrent looks serialize); returns
+    the action taken (``continue`` for one no longer running)."""
+    from monitoring.services.experiments import ExperimentNotFound, experiment_evaluate
+
+    try:
+        return str(experiment_evaluate(experiment_id=experiment_id).decision.action)
+    except ExperimentNotFound:
+        return "gone"

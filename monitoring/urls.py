@@ -18,5 +18,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("drift/", views.drift_history, name="drift-history"),
     path("experiments/", views.experiments, name="experiments"),
+    path(
+        "experiments/<int:pk>/<str:action>/",
+        views.experiment_action,
+        name="experiment-action",
+    ),
     path("pipeline/", views.pipeline, name="pipeline"),
 ]

@@ -16,9 +16,15 @@ from django.views.decorators.http import require_GET, require_POST
 from models_registry.access import stage_move_allowed
 from models_registry.selectors import model_version_get, registered_model_names
 from models_registry.services import model_version_set_stage
-from monitoring.access import dashboard_access_allowed
+from monitoring.access import (
+    dashboard_access_allowed,
+    experiment_promote_allowed,
+    experiment_stop_allowed,
+)
 from monitoring.live_snapshot import pipeline_series_read
 from monitoring.selectors import dashboards as selectors
+from monitoring.selectors.experiments import experiments_recent
+from monitoring.services.experiments import experiment_promote, experiment_stop
 from phoenix.exceptions import ApplicationError, NotFound
 
 View = Callable[..., HttpResponse]
@@ -121,8 +127,36 @@ def experiments(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "monitoring/experiments.html",
-        {"experiments": selectors.experiments_list(), "ws_path": "/ws/dashboard/"},
+        {
+            "experiments": selectors.experiments_list(),
+            "recent": experiments_recent(),
+            "can_stop": experiment_stop_allowed(request.user),
+            "can_promote": experiment_promote_allowed(request.user),
+            "ws_path": "/ws/dashboard/",
+        },
     )
+
+
+@require_POST
+@dashboard_page
+def experiment_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Stop or promote an experiment through its service (CSRF-checked), with the reason."""
+    allowed = {"stop": experiment_stop_allowed, "promote": experiment_promote_allowed}
+    if action not in allowed:
+        raise Http404(f"No experiment action {action!r}.")
+    if not allowed[action](request.user):
+        raise PermissionDenied(f"You may not {action} experiments.")
+    reason = request.POST.get("reason", "").strip()[:500]
+    act = experiment_stop if action == "stop" else experiment_promote
+    try:
+        done = act(experiment_id=pk, actor=request.user, reason=reason)
+    except NotFound as error:
+        raise Http404(error.message) from None
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Experiment {done.pk} of {done.model.name}: {done.status}.")
+    return redirect("monitoring:experiments")
 
 
 @require_GET

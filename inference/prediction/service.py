@@ -279,7 +279,8 @@ def _shadow_score(
         )
         _publish(
             _record(
-                request_id=request_id,
+                # Its own id, linked to the client's: feedback on the client's id labels both.
+                request_id=routing.shadow_request_id(request_id),
                 served=challenger,
                 routed_by=routing.SHADOW_ROUTE,
                 rows=rows,

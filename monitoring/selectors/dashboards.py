@@ -29,6 +29,7 @@ from monitoring.models import (
     PredictionLog,
     RetrainingJob,
 )
+from monitoring.selectors.experiments import ExperimentSummary, experiment_current
 
 HISTORY_LIMIT = 200
 
@@ -272,6 +273,8 @@ class Experiment:
     feedback: list[ArmFeedback]
     rollbacks: list[Alert]
     retraining: list[RetrainingJob]
+    # The running (else latest) experiment record, with its last evaluation.
+    current: ExperimentSummary | None = None
 
 
 def experiments_list() -> list[Experiment]:
@@ -291,6 +294,7 @@ def experiments_list() -> list[Experiment]:
                     )[:5]
                 ),
                 retraining=list(RetrainingJob.objects.filter(model__name=served.name)[:5]),
+                current=experiment_current(model_name=served.name),
             )
         )
     return experiments

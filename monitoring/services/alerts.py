@@ -117,6 +117,18 @@ def drift_event_publish(event: dict[str, Any]) -> bool:
     Best effort: the DriftReport row already holds the facts, so a broker that is down
     is logged and does not fail the check.
     """
+    return _event_publish(event, topic=settings.PHOENIX_DRIFT_TOPIC, client_id="phoenix-drift")
+
+
+def experiment_event_publish(event: dict[str, Any]) -> bool:
+    """Send one experiment event (start, advance, rollback, promote, stop) to the
+    experiments topic when Kafka is configured; best effort as ``drift_event_publish``."""
+    return _event_publish(
+        event, topic=settings.PHOENIX_EXPERIMENT_TOPIC, client_id="phoenix-experiments"
+    )
+
+
+def _event_publish(event: dict[str, Any], *, topic: str, client_id: str) -> bool:
     servers = settings.KAFKA_BOOTSTRAP_SERVERS
     if not servers:
         return False
@@ -125,13 +137,12 @@ def drift_event_publish(event: dict[str, Any]) -> bool:
 
     from inference.event_sinks import topics_ensure
 
-    topic = settings.PHOENIX_DRIFT_TOPIC
     producer = None
     try:
         topics_ensure(bootstrap_servers=servers, topics=[topic], partitions=1, timeout_s=5.0)
         producer = KafkaProducer(
             bootstrap_servers=servers,
-            client_id="phoenix-drift",
+            client_id=client_id,
             acks="all",
             max_block_ms=5000,
             request_timeout_ms=5000,
@@ -140,7 +151,7 @@ def drift_event_publish(event: dict[str, Any]) -> bool:
         producer.send(topic, key=key, value=orjson.dumps(event)).get(timeout=10)
         return True
     except (KafkaError, OSError) as exc:
-        logger.warning("drift event not published to %s: %s", topic, exc)
+        logger.warning("event not published to %s: %s", topic, exc)
         return False
     finally:
         if producer is not None:

@@ -20,6 +20,7 @@ from django.utils import timezone
 from inference.auth import api_key_authorize
 from inference.events import event_publishing_flush, publish_feedback_event
 from inference.request_ids import request_id_is_ours
+from inference.routing import shadow_request_id
 from inference.selectors import ApiKeyPrincipal
 from monitoring.models import PendingFeedback, PredictionLog
 from monitoring.selectors.prediction_log import prediction_log_models_for_request
@@ -66,19 +67,31 @@ def _feedback_apply(*, rows: list[PredictionLog], actual: Any) -> int:
     return len(changed)
 
 
+def _rows_by_arm(request_id: str) -> dict[str, list[PredictionLog]]:
+    """The rows of ``request_id`` and, under shadow routing, the challenger's rows of the
+    same request (their own id, linked), locked, by request id: each arm is labelled
+    row for row."""
+    arms: dict[str, list[PredictionLog]] = {}
+    for row in (
+        PredictionLog.objects.select_for_update()
+        .filter(request_id__in=[request_id, shadow_request_id(request_id)])
+        .order_by("row_index")
+    ):
+        arms.setdefault(row.request_id, []).append(row)
+    return arms
+
+
 def pending_feedback_apply(*, request_ids: Iterable[str]) -> int:
     """Apply the pending feedback of these request ids to their rows (the caller's
     transaction); returns how many rows changed."""
     pending = list(PendingFeedback.objects.filter(request_id__in=list(request_ids)))
     applied = 0
     for item in pending:
-        rows = list(
-            PredictionLog.objects.select_for_update()
-            .filter(request_id=item.request_id)
-            .order_by("row_index")
-        )
         try:
-            applied += _feedback_apply(rows=rows, actual=item.actual)
+            applied += sum(
+                _feedback_apply(rows=rows, actual=item.actual)
+                for rows in _rows_by_arm(item.request_id).values()
+            )
         except InvalidInput as exc:
             # Accepted before the rows were known; it cannot match them, so say so loudly.
             logger.warning("pending feedback for %s dropped: %s", item.request_id, exc.message)
@@ -100,13 +113,10 @@ def prediction_feedback_record(
     (a list whose length does not match the request's rows).
     """
     with transaction.atomic():
-        rows = list(
-            PredictionLog.objects.select_for_update()
-            .filter(request_id=request_id)
-            .order_by("row_index")
-        )
-        if rows:
-            changed = _feedback_apply(rows=rows, actual=actual)
+        arms = _rows_by_arm(request_id)
+        if arms:
+            changed = sum(_feedback_apply(rows=rows, actual=actual) for rows in arms.values())
+            rows = arms.get(request_id) or next(iter(arms.values()))
             return FeedbackResult(
                 request_id=request_id, status="recorded", rows=len(rows), changed=changed
             )

@@ -172,7 +172,24 @@ def retraining_job_run(*, job_id: int, now: datetime | None = None) -> Retrainin
         },
     )
     _dashboard_push(job, version)
+    _experiment_autostart(version)
     return job
+
+
+def _experiment_autostart(version: ModelVersion) -> None:
+    """Close the loop where the model's policy allows it (PHOENIX_EXPERIMENT_AUTOSTART):
+    the new challenger goes into a shadow experiment. A refusal leaves the challenger
+    registered and is logged: retraining itself succeeded."""
+    from monitoring.services.experiments import experiment_autostart_for
+    from phoenix.exceptions import ApplicationError
+
+    try:
+        experiment = experiment_autostart_for(version=version)
+    except ApplicationError as exc:
+        logger.warning("no experiment started for %s: %s", version, exc)
+        return
+    if experiment is not None:
+        logger.info("experiment %s started for %s", experiment.pk, version)
 
 
 def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:

@@ -231,6 +231,18 @@ PHOENIX_DRIFT_TOPIC: str = env.str("PHOENIX_DRIFT_TOPIC", default="drift-events"
 PHOENIX_RETRAINING_COOLDOWN_S: int = env.int("PHOENIX_RETRAINING_COOLDOWN_S", default=6 * 3600)
 # Labelled rows (with feedback) this recent are given to a retraining recipe.
 PHOENIX_RETRAINING_LOOKBACK_S: int = env.int("PHOENIX_RETRAINING_LOOKBACK_S", default=7 * 86400)
+# Models (names, or "*") whose retrained challenger starts an experiment by itself:
+# shadow, then the canary steps, promoted when the test says better with guards held.
+PHOENIX_EXPERIMENT_AUTOSTART: list[str] = env.list("PHOENIX_EXPERIMENT_AUTOSTART", default=[])
+PHOENIX_EXPERIMENT_CANARY_STEPS: list[float] = [
+    float(step) for step in env.list("PHOENIX_EXPERIMENT_CANARY_STEPS", default=[5, 25, 50, 100])
+]
+PHOENIX_EXPERIMENT_STEP_INTERVAL_S: int = env.int("PHOENIX_EXPERIMENT_STEP_INTERVAL_S", default=300)
+PHOENIX_EXPERIMENT_STEP_MIN_SAMPLES: int = env.int(
+    "PHOENIX_EXPERIMENT_STEP_MIN_SAMPLES", default=100
+)
+PHOENIX_EXPERIMENT_MIN_SAMPLES: int = env.int("PHOENIX_EXPERIMENT_MIN_SAMPLES", default=200)
+PHOENIX_EXPERIMENT_TOPIC: str = env.str("PHOENIX_EXPERIMENT_TOPIC", default="experiment-events")
 
 # --- auth, API ------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -239,7 +239,32 @@ function describe(event) {
   }
 }
 
+// The experiments page re-reads its experiments from the server when one changed: the
+// numbers are the server's (the same as admin and REST), never recomputed here. The
+// per-arm live cells are filled again by the next snapshot (within a second).
+const EXPERIMENT_EVENTS = new Set(["experiment", "experiment_look", "rollback"]);
+let experimentRefresh = null;
+
+function refreshExperiments() {
+  if (experimentRefresh) return;
+  experimentRefresh = setTimeout(async () => {
+    experimentRefresh = null;
+    try {
+      const response = await fetch(location.pathname, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      const block = fresh.getElementById("experiments-live");
+      const shown = document.getElementById("experiments-live");
+      if (block && shown) shown.replaceWith(document.importNode(block, true));
+    } catch {
+      // the next event or a reload brings it
+    }
+  }, 250);
+}
+
 function renderEvent(event) {
+  if (page === "experiments" && EXPERIMENT_EVENTS.has(event.kind)) refreshExperiments();
+  if (event.kind === "experiment_look") return; // numbers, not news: no line in the list
   live.events += 1;
   const list = document.getElementById("events");
   if (list) {

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from inference import api_keys
 from inference.auth import api_key_cache_clear
 from inference.models import RoutingPolicy
+from inference.routing import shadow_request_id
 from inference.session_cache import session_cache
 from tests.inference_support import (
     FEATURES,
@@ -347,7 +348,9 @@ def test_shadow_logs_challenger_but_returns_champion(
     assert set(by_route) == {"shadow:champion", "shadow"}
     shadow = by_route["shadow"]
     assert shadow["version"] == challenger.version
-    assert shadow["request_id"] == body["request_id"]
+    # Its own id, linked to the client's (feedback on the client's id labels both rows).
+    assert shadow["request_id"] == shadow_request_id(body["request_id"])
+    assert shadow["request_id"] != body["request_id"]
     # The two models disagree by construction: the logged answer is the challenger's own.
     assert shadow["prediction"] != body["predictions"][0]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from inference import routing
 from inference.routing import Arm, Policy, Strategy, bucket, decide
 
 
@@ -84,3 +85,19 @@ def test_without_challenger_every_strategy_is_single(strategy: Strategy) -> None
     assert decision.arm is Arm.CHAMPION
     assert not decision.shadow
     assert decision.routed_by == "single:champion"
+
+
+@pytest.mark.parametrize("request_id", ["abc", "x" * 57, "y" * 58, "z" * 64])
+def test_shadow_request_id_is_linked_distinct_and_fits_the_log(request_id: str) -> None:
+    shadow = routing.shadow_request_id(request_id)
+
+    assert shadow != request_id
+    assert shadow.endswith(routing.SHADOW_ID_SUFFIX)
+    assert len(shadow) <= 64
+    assert shadow == routing.shadow_request_id(request_id)  # found again from the client's id
+
+
+def test_long_request_ids_get_distinct_shadow_ids() -> None:
+    first, second = "a" * 63 + "1", "a" * 63 + "2"
+
+    assert routing.shadow_request_id(first) != routing.shadow_request_id(second)

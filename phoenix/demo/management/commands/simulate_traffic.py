@@ -125,6 +125,11 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000")
         parser.add_argument("--api-key", default=None)
         parser.add_argument("--feedback-share", type=float, default=0.3)
+        parser.add_argument(
+            "--flip-labels",
+            action="store_true",
+            help="send the opposite label as ground truth (a changed world, or bad feedback)",
+        )
         parser.add_argument("--seed", type=int, default=None, help="default: a new one each run")
         parser.add_argument(
             "--concurrency", type=int, default=4, help="connections sending in parallel"
@@ -151,6 +156,7 @@ class Command(BaseCommand):
         rng = np.random.default_rng(seed + 1)
         gives_feedback = rng.uniform(size=total) < share
         predict_path = f"/api/v1/models/{quote(options['model'], safe='')}/predict"
+        flip = bool(options["flip_labels"])
 
         tally = _Tally()
         next_index = itertools.count()
@@ -179,7 +185,7 @@ class Command(BaseCommand):
                     if gives_feedback[i] and request_id:
                         fb_status, _ = client.post(
                             f"/api/v1/predictions/{quote(str(request_id), safe='')}/feedback",
-                            {"actual": int(y[i])},
+                            {"actual": int(1 - y[i] if flip else y[i])},
                         )
                         tally.feedback(fb_status)
             finally:
