@@ -113,3 +113,12 @@ def evaluate_experiment(experiment_id: int) -> str:
         return str(experiment_evaluate(experiment_id=experiment_id).decision.action)
     except ExperimentNotFound:
         return "gone"
+
+
+@shared_task(name="monitoring.tasks.purge_predictions", acks_late=True, ignore_result=True)
+def purge_predictions() -> int:
+    """Beat entry (daily): delete prediction rows older than
+    PHOENIX_PREDICTION_RETENTION (unset: keep everything); returns how many."""
+    from monitoring.services.retention import predictions_purge_by_policy
+
+    return predictions_purge_by_policy()

@@ -194,3 +194,23 @@ def _parquet_write(out: IO[bytes], records: Iterator[dict[str, Any]], *, chunk: 
             writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
             written += len(batch)
     return written
+
+
+def predictions_purge_by_policy() -> int:
+    """The daily purge: rows older than ``PHOENIX_PREDICTION_RETENTION`` (e.g. ``90d``);
+    nothing when it is unset. Returns how many rows were deleted."""
+    import logging
+
+    from django.conf import settings
+
+    retention = settings.PHOENIX_PREDICTION_RETENTION
+    if not retention:
+        return 0
+    result = predictions_purge(older_than=duration_parse(retention))
+    logging.getLogger(__name__).info(
+        "retention %s: deleted %d prediction row(s) created before %s",
+        retention,
+        result.deleted,
+        result.cutoff.isoformat(),
+    )
+    return result.deleted

@@ -199,6 +199,9 @@ PHOENIX_ONNX_INTRA_OP_THREADS: int = env.int("PHOENIX_ONNX_INTRA_OP_THREADS", de
 PHOENIX_ONNX_INTER_OP_THREADS: int = env.int("PHOENIX_ONNX_INTER_OP_THREADS", default=1)
 # Threads per web process running Django's request stack (see phoenix/asgi.py).
 PHOENIX_HTTP_THREADS: int = env.int("PHOENIX_HTTP_THREADS", default=8)
+# Prediction rows older than this (e.g. 90d) are deleted by the daily beat task;
+# empty: kept for ever (manage.py purge_predictions does it by hand).
+PHOENIX_PREDICTION_RETENTION: str = env.str("PHOENIX_PREDICTION_RETENTION", default="")
 # Explanations (POST .../explain): rows per request, background rows sampled from the
 # version's reference data, and model rows evaluated per request in all.
 PHOENIX_EXPLAIN_MAX_ROWS: int = env.int("PHOENIX_EXPLAIN_MAX_ROWS", default=16)

@@ -164,3 +164,23 @@ def test_export_parquet_has_the_same_rows(tmp_path: Path) -> None:
 def test_export_parquet_needs_a_file() -> None:
     with pytest.raises(CommandError, match="parquet needs --output"):
         call_command("export_predictions", "--format", "parquet", stderr=io.StringIO())
+
+
+@pytest.mark.django_db
+def test_daily_task_purges_past_the_configured_retention(settings: Any) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from monitoring.tasks import purge_predictions
+
+    old, recent = _log("maint-credit", timedelta(days=100)), _log("maint-credit", timedelta(days=1))
+    settings.PHOENIX_PREDICTION_RETENTION = ""
+    assert purge_predictions() == 0  # unset: everything is kept
+    settings.PHOENIX_PREDICTION_RETENTION = "90d"
+
+    purge_predictions()
+
+    assert set(_ours().values_list("pk", flat=True)) == {recent.pk}
+    assert not _ours().filter(pk=old.pk).exists()
+    scheduled = PeriodicTask.objects.get(task="monitoring.tasks.purge_predictions")
+    assert scheduled.enabled
+    assert scheduled.crontab is not None
