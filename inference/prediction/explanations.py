@@ -203,7 +203,7 @@ def _explain_table(
     coalitions = _coalition_budget(len(names), len(rows) * len(background))
     explained: list[RowExplanation] = []
     for i, row in enumerate(rows):
-        column = _class_column(model, probabilities, i)
+        column = _class_column(probabilities, i)
 
         def value(masks: np.ndarray, row: np.ndarray = row, column: int | None = column) -> Any:
             mixed = np.where(masks[:, None, :], row, background[None, :, :])
@@ -222,7 +222,7 @@ def _explain_table(
     return explained
 
 
-def _class_column(model: LoadedModel, probabilities: np.ndarray | None, row: int) -> int | None:
+def _class_column(probabilities: np.ndarray | None, row: int) -> int | None:
     """The probabilities column of the row's predicted class (its most likely one)."""
     if probabilities is None:
         return None
@@ -316,7 +316,7 @@ def _explain_text(served: ServedVersion, model: LoadedModel, features: Any) -> l
         tokens = text.split()
         if not tokens:
             raise Unprocessable("An empty text has nothing to explain.", details={"row": i})
-        column = _class_column(model, probabilities, i)
+        column = _class_column(probabilities, i)
         coalitions = _coalition_budget(len(tokens), len(texts))
 
         def value(

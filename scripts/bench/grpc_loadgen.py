@@ -25,15 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from loadgen import _percentile_ms  # same folder: the script's own path
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 GRACE_S = 10.0
-
-
-def _percentile_ms(ordered: list[float], fraction: float) -> float:
-    if not ordered:
-        return 0.0
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
 
 async def run_level(
