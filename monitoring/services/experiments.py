@@ -16,7 +16,8 @@ Per-arm data come from ``PredictionLog`` rows of the current phase:
   challenger error (it failed, or its queue was full). The paired test uses the
   ground truth of either row of a pair.
 * canary / A/B: the rows each arm answered (``canary:champion``, ``canary:challenger``).
-  Failed requests are not logged, so the error-rate guard covers shadow mode only.
+  Failed requests are not logged: the error-rate guard counts them from the inference
+  request counters (``request_counts``: Prometheus, or this host's metrics).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -56,11 +58,10 @@ from monitoring.models import (
     PredictionLog,
     PrimaryMetric,
 )
-from monitoring.services import dashboard_push
+from monitoring.services import dashboard_push, request_counts
 from monitoring.services.alerts import alert_create, experiment_event_publish
 from phoenix.change_bus import ChangeReason
 from phoenix.exceptions import Conflict, InvalidInput, NotFound
-from phoenix.metrics_exporter import metrics_registry
 
 logger = logging.getLogger(__name__)
 
@@ -178,10 +179,10 @@ def experiment_create(
     mode: str,
     champion: ModelVersion | None = None,
     actor: Any = None,
-    **settings: Any,
+    **fields: Any,
 ) -> Experiment:
     """A draft experiment of ``challenger`` against the model's champion (alias, else its
-    production version). ``settings`` are Experiment fields (traffic_percent,
+    production version). ``fields`` are Experiment fields (traffic_percent,
     canary_steps, step_interval_s, guards, alpha, min_samples, auto_promote, ...).
 
     Raises InvalidInput (unknown mode, bad plan or share, versions of another model,
@@ -208,7 +209,7 @@ def experiment_create(
         challenger=challenger,
         mode=mode,
         created_by=_user(actor),
-        **settings,
+        **fields,
     )
     _validate(experiment)
     experiment.save()
@@ -453,6 +454,8 @@ class PhaseData:
     challenger_only: int = 0
     shadow_due: int = 0
     shadow_missing: int = 0
+    # Canary / A/B: where the failed-request counts came from, and why not, if they didn't.
+    request_counts: dict[str, str] = field(default_factory=dict)
 
 
 def _rows(experiment: Experiment, since: datetime) -> list[tuple[Any, ...]]:
@@ -545,57 +548,66 @@ def _phase_data(experiment: Experiment, now: datetime) -> PhaseData:
 # --- failed requests (canary / A/B): the inference metrics, not the log ------------------
 
 
-def _request_counters(model_name: str) -> dict[str, list[float]]:
-    """Cumulative ``[requests, failed]`` per ``"<version>|<route>"`` of ``model_name`` from
-    the metrics registry (every process's, in multiprocess mode). Failed: any 4xx/5xx after
-    routing; both arms see the same clients, so only the difference between them counts."""
-    counts: dict[str, list[float]] = {}
-    for family in metrics_registry().collect():
-        if family.name != "phoenix_inference_requests":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if not sample.name.endswith("_total") or labels.get("model") != model_name:
-                continue
-            entry = counts.setdefault(f"{labels.get('version')}|{labels.get('route')}", [0, 0])
-            entry[0] += sample.value
-            if str(labels.get("status", "")).isdigit() and int(labels["status"]) >= 400:
-                entry[1] += sample.value
-    return counts
-
-
 def _requests_baseline(experiment: Experiment) -> None:
-    """Remember the counters where the phase starts (the next looks count from here)."""
+    """Remember this host's counters where the phase starts (the next looks count from
+    here); with Prometheus configured the phase's start time is the baseline."""
     experiment.statistics = {
         **(experiment.statistics or {}),
-        "request_baseline": _request_counters(experiment.model.name),
+        "request_baseline": {}
+        if settings.PHOENIX_PROMETHEUS_URL
+        else request_counts.request_counters_local(experiment.model.name),
     }
 
 
-def _requests_since(experiment: Experiment) -> dict[str, tuple[int, int]]:
-    """(requests, failed) per arm since the phase began. A counter below its baseline
-    (a restarted process) counts from zero."""
+def _request_counts_now(
+    experiment: Experiment, now: datetime
+) -> tuple[request_counts.Counts, dict[str, str]]:
+    """Counts since the phase began, and where they came from: Prometheus when
+    configured, else this host's counters less the baseline (a counter below its
+    baseline, a restarted process, counts from zero). Prometheus unreachable: no
+    counts (the guard then has too few attempts to judge) and the reason."""
+    if settings.PHOENIX_PROMETHEUS_URL:
+        try:
+            counts = request_counts.request_counts_prometheus(
+                base_url=settings.PHOENIX_PROMETHEUS_URL,
+                model_name=experiment.model.name,
+                since=experiment.phase_started_at or now,
+                now=now,
+                timeout_s=settings.PHOENIX_PROMETHEUS_TIMEOUT_S,
+            )
+        except request_counts.RequestCountsUnavailable as exc:
+            logger.warning("experiment %s: request counts unavailable: %s", experiment.pk, exc)
+            return {}, {"source": "prometheus", "error": str(exc)}
+        return counts, {"source": "prometheus"}
     baseline = (experiment.statistics or {}).get("request_baseline") or {}
-    now = _request_counters(experiment.model.name)
+    counts = request_counts.request_counters_local(experiment.model.name)
+    for key, (total, failed) in counts.items():
+        base_total, base_failed = baseline.get(key, [0, 0])
+        if total >= base_total and failed >= base_failed:
+            counts[key] = [total - base_total, failed - base_failed]
+    return counts, {"source": "local"}
+
+
+def _requests_since(
+    experiment: Experiment, now: datetime
+) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+    """(requests, failed) per arm since the phase began, and the counts' source."""
+    counts, source = _request_counts_now(experiment, now)
     arms: dict[str, tuple[int, int]] = {}
     for arm, version in (
         (routing.Arm.CHAMPION, experiment.champion.version),
         (routing.Arm.CHALLENGER, experiment.challenger.version),
     ):
-        key = f"{version}|{experiment.mode}:{arm}"
-        total, failed = now.get(key, [0, 0])
-        base_total, base_failed = baseline.get(key, [0, 0])
-        if total < base_total or failed < base_failed:
-            base_total = base_failed = 0
-        arms[str(arm)] = (int(total - base_total), int(failed - base_failed))
-    return arms
+        total, failed = counts.get(f"{version}|{experiment.mode}:{arm}", [0, 0])
+        arms[str(arm)] = (round(total), round(failed))
+    return arms, source
 
 
 def _guard(experiment: Experiment, name: str) -> Any:
     return (experiment.guards or {}).get(name, _GUARD_DEFAULTS[name])
 
 
-def _guards(experiment: Experiment, data: PhaseData) -> list[stats.GuardResult]:
+def _guards(experiment: Experiment, data: PhaseData, now: datetime) -> list[stats.GuardResult]:
     champion, challenger = data.champion, data.challenger
     guards = []
     if experiment.mode == ExperimentMode.SHADOW:
@@ -612,7 +624,7 @@ def _guards(experiment: Experiment, data: PhaseData) -> list[stats.GuardResult]:
             )
         )
     else:
-        counts = _requests_since(experiment)
+        counts, data.request_counts = _requests_since(experiment, now)
         h_total, h_errors = counts.get(str(routing.Arm.CHAMPION), (0, 0))
         c_total, c_errors = counts.get(str(routing.Arm.CHALLENGER), (0, 0))
         guards.append(
@@ -714,7 +726,7 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> E
         )
         data = _phase_data(experiment, now)
         primary = _primary(experiment, data, previous_p)
-        guards = _guards(experiment, data)
+        guards = _guards(experiment, data, now)
         step_since = experiment.step_started_at or experiment.started_at or now
         decision = stats.experiment_decide(
             phase=experiment.mode,
@@ -752,6 +764,7 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> E
             "better_before": bool(previous.get("better_before")) or bool(previous.get("better")),
             "decision": {"action": str(decision.action), "reason": decision.reason},
             "request_baseline": previous.get("request_baseline") or {},
+            "request_counts": data.request_counts,
         }
         experiment.evaluated_at = now
         experiment.save(update_fields=["statistics", "evaluated_at"])
@@ -825,8 +838,6 @@ def experiment_autostart_for(*, version: ModelVersion, actor: Any = None) -> Exp
 
     Returns the running experiment, or None when the policy is off for the model.
     """
-    from django.conf import settings
-
     names = settings.PHOENIX_EXPERIMENT_AUTOSTART
     if "*" not in names and version.model.name not in names:
         return None

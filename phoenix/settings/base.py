@@ -246,6 +246,10 @@ PHOENIX_EXPERIMENT_STEP_MIN_SAMPLES: int = env.int(
 )
 PHOENIX_EXPERIMENT_MIN_SAMPLES: int = env.int("PHOENIX_EXPERIMENT_MIN_SAMPLES", default=200)
 PHOENIX_EXPERIMENT_TOPIC: str = env.str("PHOENIX_EXPERIMENT_TOPIC", default="experiment-events")
+# Where the experiments' error-rate guard reads every serving process's request counters
+# (compose, Kubernetes); empty: this host's metrics registry (make run's shared dir).
+PHOENIX_PROMETHEUS_URL: str = env.str("PHOENIX_PROMETHEUS_URL", default="")
+PHOENIX_PROMETHEUS_TIMEOUT_S: float = env.float("PHOENIX_PROMETHEUS_TIMEOUT_S", default=5.0)
 
 # --- auth, API ------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from prometheus_client import start_http_server
 from rest_framework.test import APIClient
 
 from inference import api_keys
@@ -28,8 +33,10 @@ from inference.session_cache import session_cache
 from models_registry.models import Alias, AuditEvent, ModelAlias, ModelVersion
 from monitoring.models import Alert, AlertKind, Experiment, ExperimentStatus, PredictionLog
 from monitoring.services import experiments as service
+from monitoring.services import request_counts
 from monitoring.services.prediction_log import prediction_log_write_events
 from monitoring.tasks import evaluate_experiment, evaluate_experiments
+from tests.conftest import free_port, service_unavailable
 from tests.inference_support import FEATURES, onnx_classifier, register
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -672,6 +679,161 @@ def test_guard_rolls_back_a_canary_challenger_that_fails_its_requests(
         for i in range(20)
     ]
     assert {r.status_code for r in after} == {200}  # champion only from now on
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus scraping this test process's metrics every second; its URL."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        service_unavailable("prometheus not installed (apt-get install -y prometheus)")
+        raise AssertionError  # unreachable: service_unavailable skips or fails
+    metrics_port, port = free_port(), free_port()
+    exporter, _ = start_http_server(metrics_port, addr="127.0.0.1")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: test\n    static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]\n"
+    )
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _http_ok(f"{url}/-/ready"), timeout_s=60, what="Prometheus ready")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        exporter.shutdown()
+
+
+def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _scraped_total(url: str, route: str) -> float:
+    """The raw counter of ``route``'s requests to ``credit`` in Prometheus's last scrape."""
+    query = urllib.parse.urlencode(
+        {"query": f'sum(phoenix_inference_requests_total{{model="credit",route="{route}"}})'}
+    )
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=5) as response:
+        result = json.loads(response.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+_counters_here = request_counts.request_counters_local
+
+
+def _local_total(route: str) -> float:
+    counts = _counters_here("credit")
+    return sum(total for key, (total, _) in counts.items() if key.endswith(f"|{route}"))
+
+
+def test_error_guard_counts_failed_requests_from_prometheus(
+    api: APIClient,
+    publisher: EventPublisher,
+    model_files: dict[str, Path],
+    tmp_path: Path,
+    prometheus: str,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in compose and Kubernetes: the guard's process shares no metrics files with the
+    serving ones, and reads every process's counters from Prometheus instead."""
+    settings.PHOENIX_PROMETHEUS_URL = prometheus
+    champion = register("credit", model_files["a"], alias="champion")
+    broken = register("credit", _failing_model(tmp_path / "broken.onnx"), stage="staging")
+    experiment = service.experiment_create(
+        model=champion.model, challenger=broken, mode="canary", canary_steps=[50, 100]
+    )
+    service.experiment_start(experiment_id=experiment.pk)
+
+    def predict(n: int, start: int) -> list[int]:
+        return [
+            api.post(
+                "/api/v1/models/credit/predict", {"features": _row(i)}, format="json"
+            ).status_code
+            for i in range(start, start + n)
+        ]
+
+    # A first round, scraped, so both arms' series exist before the counted round (an
+    # increase() cannot see what a series held at its first scrape).
+    def scraped() -> bool:
+        return all(
+            _scraped_total(prometheus, route) == _local_total(route)
+            for route in ("canary:champion", "canary:challenger")
+        )
+
+    predict(40, 0)
+    wait_until(scraped, timeout_s=60, what="Prometheus to scrape both arms")
+    statuses = predict(240, 40)
+    wait_until(scraped, timeout_s=60, what="Prometheus to scrape both arms again")
+    publisher.flush()
+
+    def no_shared_files(model_name: str) -> request_counts.Counts:
+        raise AssertionError("the guard's process shares no metrics files with the API's")
+
+    monkeypatch.setattr(request_counts, "request_counters_local", no_shared_files)
+    look = service.experiment_evaluate(experiment_id=experiment.pk)
+
+    assert sum(s != 200 for s in statuses) > 50
+    assert look.decision.action == "rollback"
+    experiment.refresh_from_db()
+    assert experiment.statistics["request_counts"] == {"source": "prometheus"}
+    assert experiment.reason.startswith("error_rate:")
+    assert experiment.statistics["arms"]["challenger"]["errors"] > 50
+    assert experiment.statistics["arms"]["champion"]["errors"] == 0
+
+
+def test_error_guard_waits_and_says_why_when_prometheus_is_unreachable(
+    api: APIClient,
+    publisher: EventPublisher,
+    model_files: dict[str, Path],
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    settings.PHOENIX_PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens
+    champion = register("credit", model_files["a"], alias="champion")
+    broken = register("credit", _failing_model(tmp_path / "broken.onnx"), stage="staging")
+    experiment = service.experiment_create(
+        model=champion.model, challenger=broken, mode="canary", canary_steps=[50, 100]
+    )
+    service.experiment_start(experiment_id=experiment.pk)
+    for i in range(120):
+        api.post("/api/v1/models/credit/predict", {"features": _row(i)}, format="json")
+    publisher.flush()
+
+    look = service.experiment_evaluate(experiment_id=experiment.pk)
+
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.RUNNING
+    assert look.decision.action == "continue"
+    counts = experiment.statistics["request_counts"]
+    assert counts["source"] == "prometheus"
+    assert "Connection refused" in counts["error"]
+    guard = next(g for g in experiment.statistics["guards"] if g["name"] == "error_rate")
+    assert guard["state"] == "insufficient_data"
 
 
 def test_experiment_command_is_the_same_command(arms: tuple[ModelVersion, ModelVersion]) -> None:
