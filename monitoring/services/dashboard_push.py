@@ -47,13 +47,19 @@ def event_message(kind: str, payload: dict[str, Any]) -> tuple[list[str], dict[s
     return groups, {"type": "dashboard.event", "event": event}
 
 
-# Events of stored rows (drift reports, alerts) already delivered in this process, so
-# the database poll below does not show them twice. Bounded: only recent rows matter.
+# Events of stored rows (drift reports, alerts, experiment moves) already delivered in
+# this process, so the database poll does not show them twice. Bounded: recent rows only.
 _delivered: deque[tuple[str, int]] = deque(maxlen=1000)
 
 
 def row_key(kind: str, payload: dict[str, Any]) -> tuple[str, int] | None:
-    row_id = payload.get("report_id", payload.get("alert_id"))
+    """What identifies the stored change an event shows: a drift report or alert row,
+    or an experiment in one status and canary step."""
+    if kind == "experiment":
+        row_id = payload.get("experiment")
+        kind = f"experiment:{payload.get('status')}:{payload.get('canary_step')}"
+    else:
+        row_id = payload.get("report_id", payload.get("alert_id"))
     return (kind, row_id) if isinstance(row_id, int) else None
 
 

@@ -104,6 +104,7 @@ def _push(kind: str, experiment: Experiment, **extra: Any) -> None:
         "version": experiment.challenger.version,
         "experiment": experiment.pk,
         "status": experiment.status,
+        "canary_step": experiment.canary_step,
         **extra,
     }
     record = {
@@ -111,7 +112,6 @@ def _push(kind: str, experiment: Experiment, **extra: Any) -> None:
         "champion": experiment.champion.version,
         "challenger": experiment.challenger.version,
         "mode": experiment.mode,
-        "canary_step": experiment.canary_step,
         "reason": experiment.reason,
         "at": timezone.now().isoformat(),
         **payload,

@@ -5,8 +5,8 @@ once a second while at least one websocket client is connected
 (``monitoring.live_snapshot``), and sends the snapshot to a group that only this
 process's clients join: with a cross-process channel layer (Redis) every process still
 feeds only its own clients, and N clients cost one sample, not N. With the in-memory
-layer it also polls the database for drift reports and rollbacks other processes
-stored. Events pushed as they happen are ``monitoring.services.dashboard_push``.
+layer it also polls the database for drift reports, rollbacks and experiment looks
+other processes stored. Events pushed as they happen are ``monitoring.services.dashboard_push``.
 """
 
 from __future__ import annotations
@@ -36,17 +36,20 @@ logger = logging.getLogger(__name__)
 
 
 class StoredEventPoller:
-    """Finds drift reports and rollback alerts that other processes stored.
+    """Finds drift reports, rollback alerts and experiment changes that other processes
+    stored.
 
     Only for the in-memory channel layer (the embedded default): there, a push from the
     Celery worker process cannot reach this process's websockets, so the broadcaster
-    asks the database once a tick (two indexed queries per process, not per client).
+    asks the database once a tick (three small queries per process, not per client).
     With Redis the push itself crosses processes and this is not used.
     """
 
     def __init__(self) -> None:
         self.last_drift_id: int | None = None
         self.last_alert_id: int | None = None
+        # (status, canary step, last look) of the newest experiments, as last seen.
+        self.experiments: dict[int, tuple[Any, ...]] | None = None
 
     def poll(self) -> list[tuple[str, dict[str, Any]]]:
         from django.db.models import Max
@@ -58,6 +61,7 @@ class StoredEventPoller:
             # What happened before anyone watched is on the pages already.
             self.last_drift_id = DriftReport.objects.aggregate(m=Max("id"))["m"] or 0
             self.last_alert_id = Alert.objects.aggregate(m=Max("id"))["m"] or 0
+            self.experiments = self._experiment_states()
             return []
         events: list[tuple[str, dict[str, Any]]] = []
         reports = (
@@ -93,10 +97,39 @@ class StoredEventPoller:
                     },
                 )
             )
+        events += self._experiment_changes()
         for kind, payload in events:
             if (key := row_key(kind, payload)) is not None:
                 delivered_remember(key)
         return events
+
+    @staticmethod
+    def _experiment_states() -> dict[int, tuple[Any, ...]]:
+        from monitoring.models import Experiment
+
+        newest = Experiment.objects.order_by("-id").values_list(
+            "id", "model__name", "status", "canary_step", "evaluated_at"
+        )[:50]
+        return {row[0]: row[1:] for row in newest}
+
+    def _experiment_changes(self) -> list[tuple[str, dict[str, Any]]]:
+        """Experiments the worker started, looked at, advanced or ended since the last
+        tick: an ``experiment`` event for a new status, else ``experiment_look`` (the
+        experiments page re-reads its numbers on either)."""
+        states, before = self._experiment_states(), self.experiments or {}
+        self.experiments = states
+        changes: list[tuple[str, dict[str, Any]]] = []
+        for experiment_id, state in sorted(states.items()):
+            if before.get(experiment_id) == state:
+                continue
+            model, status, step, _ = state
+            payload = {"model": model, "experiment": experiment_id, "status": status}
+            previous = before.get(experiment_id)
+            if previous is None or previous[1] != status or previous[2] != step:
+                changes.append(("experiment", {**payload, "action": status, "canary_step": step}))
+            else:
+                changes.append(("experiment_look", payload))
+        return changes
 
 
 class SnapshotBroadcaster:

@@ -495,3 +495,55 @@ def test_reports_stored_by_another_process_reach_in_memory_dashboards_once(
         await page.disconnect()
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_experiment_moves_stored_by_another_process_reach_in_memory_dashboards(
+    in_memory_layer: None, fast_ticks: Any, tmp_path: Any, settings: Any
+) -> None:
+    """Embedded default: the worker evaluates experiments, and its pushes cannot reach
+    this process's sockets; the page hears of each status change (once) and each look."""
+    from django.utils import timezone
+
+    from monitoring.models import Experiment, ExperimentStatus
+    from tests.inference_support import onnx_classifier, register
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    champion = register("credit", onnx_classifier(tmp_path / "a.onnx"), alias="champion")
+    challenger = register(
+        "credit", onnx_classifier(tmp_path / "b.onnx", flip=True), stage="staging"
+    )
+    experiment = Experiment.objects.create(
+        model=champion.model, champion=champion, challenger=challenger, mode="canary"
+    )  # a draft before anyone watched: not an event
+    user = User.objects.create_superuser("root", password="pw-root-1")
+
+    def stored(**fields: Any) -> None:  # as the worker writes it: no push here
+        Experiment.objects.filter(pk=experiment.pk).update(**fields)
+
+    async def scenario() -> None:
+        page = communicator(DashboardConsumer, "/ws/dashboard/", user)
+        assert (await page.connect())[0]
+        await asyncio.sleep(0.2)  # the poller takes its bearings
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: stored(status=ExperimentStatus.RUNNING))
+        event = await receive_until(page, "event")
+        assert (event["kind"], event["experiment"], event["status"]) == (
+            "experiment",
+            experiment.pk,
+            "running",
+        )
+        await loop.run_in_executor(None, lambda: stored(evaluated_at=timezone.now()))
+        look = await receive_until(page, "event")
+        assert (look["kind"], look["experiment"]) == ("experiment_look", experiment.pk)
+        # The same move pushed too (the look ran in this process): still shown once.
+        await loop.run_in_executor(
+            None,
+            dashboard_push.dashboard_event_push,
+            "experiment",
+            {"model": "credit", "experiment": experiment.pk, "status": "running", "canary_step": 0},
+        )
+        assert [m for m in await drain(page) if m["type"] == "event"] == []
+        await page.disconnect()
+
+    async_to_sync(scenario)()
