@@ -22,27 +22,10 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
 from .exceptions import InvalidModelFile, ModelTooLarge
+from .tensor_types import signature_dtype
 
 CHUNK_BYTES = 1024 * 1024
 MODEL_FILENAME = "model.onnx"
-
-# onnxruntime's type strings -> numpy dtype names (what clients and the signature use).
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(bfloat16)": "bfloat16",
-    "tensor(int8)": "int8",
-    "tensor(int16)": "int16",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8",
-    "tensor(uint16)": "uint16",
-    "tensor(uint32)": "uint32",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-    "tensor(string)": "string",
-}
 
 
 @dataclass
@@ -179,7 +162,7 @@ def _check_location(location: str, source_dir: Path | None) -> Path:
 
 
 def _dtype(ort_type: str) -> str:
-    return _ORT_DTYPES.get(ort_type, ort_type)
+    return signature_dtype(ort_type)
 
 
 def _shape(shape: Any) -> list[int | None]:

@@ -1,9 +1,10 @@
-"""Tables of named features -> the model's input tensors. Pure: numpy only.
+"""Tables of named features -> the model's input tensors. Pure: numpy, the dtype table.
 
 A REST body carries features as one object, a list of objects, or a list of rows in
 the model's feature order. ``table`` turns any of them into a float64 matrix (and
 the per-row feature dicts the event log keeps) in one C-level pass when the body is
-well formed, the common case, and otherwise finds and names what is wrong.
+well formed, the common case, and otherwise finds and names what is wrong (values the
+model's inputs cannot hold included, by the shared dtype table's ranges).
 ``Layout`` says how that matrix feeds the model: one rows x features input, or one
 input per feature. Errors are this module's own (``TableError``); the prediction
 service maps them to the API's error categories.
@@ -18,6 +19,8 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+
+from models_registry.tensor_types import value_bounds
 
 Feeds = dict[str, np.ndarray]
 
@@ -52,6 +55,15 @@ class Layout:
     mode: str
     input_names: tuple[str, ...]
     input_dtypes: tuple[Any, ...]
+    # The values every input can hold (float32: +-3.4e38); None: not checked (bool).
+    bounds: tuple[float, float] | None = None
+
+
+def _bounds(dtypes: Sequence[Any]) -> tuple[float, float] | None:
+    found = [b for b in map(value_bounds, dtypes) if b is not None]
+    if not found:
+        return None
+    return max(b[0] for b in found), min(b[1] for b in found)
 
 
 def layout_for(
@@ -66,13 +78,14 @@ def layout_for(
     if len(inputs) == 1 and len(inputs[0][2]) == 2:
         name, dtype, shape = inputs[0]
         if shape[1] in (None, len(names)):
-            return Layout(names, "matrix", (name,), (dtype,))
+            return Layout(names, "matrix", (name,), (dtype,), _bounds([dtype]))
         return None
     if len(inputs) == len(names):
         by_name = {spec[0]: spec for spec in inputs}
         ordered = [by_name.get(n) for n in names]
         specs = [s for s in ordered if s is not None] if all(ordered) else list(inputs)
-        return Layout(names, "columns", tuple(s[0] for s in specs), tuple(s[1] for s in specs))
+        dtypes = tuple(s[1] for s in specs)
+        return Layout(names, "columns", tuple(s[0] for s in specs), dtypes, _bounds(dtypes))
     return None
 
 
@@ -113,7 +126,33 @@ def _numeric_matrix(values: list[Any]) -> np.ndarray | None:
     if not set(map(type, chain.from_iterable(values))) <= _NUMERIC:
         return None
     matrix = np.array(values, dtype=np.float64)
-    return None if np.isnan(matrix).any() else matrix
+    return None if np.isnan(matrix.max()) else matrix  # max is NaN when any value is
+
+
+def _in_bounds(
+    matrix: np.ndarray, names: Sequence[str], bounds: tuple[float, float] | None
+) -> None:
+    """Raises UnusableFeatures naming the features with values the model's inputs
+    cannot hold (a float64 feature beyond float32's range would turn into inf)."""
+    if bounds is None:
+        return
+    low, high = bounds
+    if matrix.min() >= low and matrix.max() <= high:
+        return  # the common case: two reductions
+    outside = ~((matrix >= low) & (matrix <= high))
+    bad = [names[j] for j in range(len(names)) if outside[:, j].any()]
+    raise UnusableFeatures(
+        f"Feature values out of the range the model's input holds ({low:.7g} to {high:.7g}): "
+        f"{', '.join(bad)}.",
+        details={"out_of_range": bad, "range": [low, high]},
+    )
+
+
+def bounds_check(matrix: np.ndarray, layout: Layout) -> None:
+    """Raises UnusableFeatures naming features whose values ``layout``'s inputs cannot
+    hold (for tensors that did not come through ``table``)."""
+    if matrix.size:
+        _in_bounds(matrix, layout.feature_names, layout.bounds)
 
 
 def _row_problems(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, list[str]]:
@@ -145,13 +184,26 @@ def unusable(problems: dict[str, Any], row: int | None = None) -> UnusableFeatur
 
 
 def table(
-    features: Any, names: Sequence[str], *, max_rows: int
+    features: Any,
+    names: Sequence[str],
+    *,
+    max_rows: int,
+    bounds: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Rows x features (float64) and the per-row feature dicts, from a request body.
 
     Raises MalformedTable for a body of the wrong shape, TooManyRows past ``max_rows``,
-    UnusableFeatures naming missing, unexpected or non-numeric features.
+    UnusableFeatures naming missing, unexpected or non-numeric features, or features
+    with values outside ``bounds`` (the model's inputs' range, ``Layout.bounds``).
     """
+    matrix, rows = _table(features, names, max_rows=max_rows)
+    _in_bounds(matrix, names, bounds)
+    return matrix, rows
+
+
+def _table(
+    features: Any, names: Sequence[str], *, max_rows: int
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     if isinstance(features, dict):
         rows: list[Any] = [features]
     elif isinstance(features, list):

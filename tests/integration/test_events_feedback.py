@@ -331,7 +331,7 @@ def credit_model(tmp_path: Path) -> str:
     session_cache.clear()
     clear_keys()
     register("credit", onnx_classifier(tmp_path / "credit.onnx"))
-    return api_key_create(name="feedback-tests")[1]
+    return api_key_create(name="feedback-tests", all_models=True)[1]
 
 
 def _predicted_events(sink: CapturingKafkaSink, request_id: str) -> list[dict[str, Any]]:

@@ -51,7 +51,7 @@ def champion(db: None, model_files: dict[str, Path]) -> Any:
 
 @pytest.fixture
 def key(db: None) -> str:
-    return api_keys.api_key_create(name="tests")[1]
+    return api_keys.api_key_create(name="tests", all_models=True)[1]
 
 
 @pytest.fixture

@@ -127,7 +127,7 @@ def keys(db: None, model_file: Path) -> dict[str, str]:
     register("credit", model_file)
     register("other", onnx_classifier(model_file.parent / "other.onnx", seed=3))
     return {
-        "all": api_keys.api_key_create(name="all")[1],
+        "all": api_keys.api_key_create(name="all", all_models=True)[1],
         "other": api_keys.api_key_create(name="other", model_names=["other"])[1],
     }
 
@@ -197,7 +197,7 @@ def test_feature_store_entity_answers_as_the_drf_view(
 ) -> None:
     """The lookup runs on a pool thread (a query in the embedded store): not the loop."""
     register("credit", model_file)
-    key = api_keys.api_key_create(name="fs")[1]
+    key = api_keys.api_key_create(name="fs", all_models=True)[1]
     services.online_features_write(rows={"cust_1": {"x1": 1.0, "x2": 0.5}})
     paths = Paths(django_app)
     headers = {"Content-Type": "application/json", "X-API-Key": key}

@@ -31,7 +31,7 @@ def model_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def key(db: None, model_file: Path) -> str:
     register("credit", model_file)
-    return api_key_create(name="v2")[1]
+    return api_key_create(name="v2", all_models=True)[1]
 
 
 def infer(client: Any, key: str | None, body: Any, path: str = "credit") -> Any:
@@ -148,8 +148,8 @@ def test_infer_auth_and_unknown_model(client: Any, key: str) -> None:
     assert infer(client, "wrong", body).status_code == 401
     assert infer(client, key, body, path="nope").status_code == 404
     assert infer(client, key, body, path="credit/versions/9").status_code == 404
-    scoped = api_key_create(name="other-only", model_names=[])[1]
-    assert infer(client, scoped, body).status_code == 200
+    everything = api_key_create(name="every-model", all_models=True)[1]
+    assert infer(client, everything, body).status_code == 200
 
 
 def test_infer_too_many_rows_is_413(client: Any, key: str, settings: Any) -> None:
