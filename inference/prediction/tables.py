@@ -106,9 +106,11 @@ def is_number(value: Any) -> bool:
 _NUMERIC = frozenset({int, float})
 
 
-def _numeric_table(rows: list[dict[str, Any]], names: Sequence[str]) -> np.ndarray | None:
-    """The matrix when every row has exactly ``names``, all plain finite-or-inf numbers;
-    None otherwise (the caller then finds and names what is wrong)."""
+def _numeric_table(
+    rows: list[dict[str, Any]], names: Sequence[str], bounds: tuple[float, float] | None
+) -> np.ndarray | None:
+    """The matrix when every row has exactly ``names``, all plain numbers within
+    ``bounds``; None otherwise (the caller then finds and names what is wrong)."""
     width = len(names)
     if any(len(row) != width for row in rows):
         return None
@@ -117,16 +119,25 @@ def _numeric_table(rows: list[dict[str, Any]], names: Sequence[str]) -> np.ndarr
         values = [pick(row) for row in rows] if width > 1 else [[row[names[0]]] for row in rows]
     except KeyError:
         return None
-    return _numeric_matrix(values)
+    return _numeric_matrix(values, bounds)
 
 
-def _numeric_matrix(values: list[Any]) -> np.ndarray | None:
+def _numeric_matrix(values: list[Any], bounds: tuple[float, float] | None) -> np.ndarray | None:
     """Rows of plain numbers as a float64 matrix; None if any value is of another type
-    (bool, str, None...) or NaN. Type-checked in one C-level pass over the values."""
-    if not set(map(type, chain.from_iterable(values))) <= _NUMERIC:
+    (bool, str, None...), NaN, or outside ``bounds``. Checked in C-level passes over the
+    values as Python objects: for a few rows cheaper than numpy's reductions."""
+    flat = list(chain.from_iterable(values))
+    if not set(map(type, flat)) <= _NUMERIC:
         return None
-    matrix = np.array(values, dtype=np.float64)
-    return None if np.isnan(matrix.max()) else matrix  # max is NaN when any value is
+    try:
+        total = sum(flat)
+        if total != total:  # NaN (or inf - inf) somewhere
+            return None
+        if bounds is not None and (min(flat) < bounds[0] or max(flat) > bounds[1]):
+            return None
+        return np.array(values, dtype=np.float64)
+    except OverflowError:  # an int past float64: the caller names it
+        return None
 
 
 def _in_bounds(
@@ -146,6 +157,31 @@ def _in_bounds(
         f"{', '.join(bad)}.",
         details={"out_of_range": bad, "range": [low, high]},
     )
+
+
+def _fits_float(value: Any) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _slow_matrix(
+    values: list[list[Any]], names: Sequence[str], bounds: tuple[float, float] | None
+) -> np.ndarray:
+    """Rows of numbers as a float64 matrix; raises UnusableFeatures naming the features
+    out of ``bounds`` (or past float64: ints of hundreds of digits)."""
+    try:
+        matrix = np.array(values, dtype=np.float64)
+    except OverflowError:
+        huge = [n for j, n in enumerate(names) if any(not _fits_float(r[j]) for r in values)]
+        raise UnusableFeatures(
+            f"Feature values beyond any float: {', '.join(huge)}.",
+            details={"out_of_range": huge},
+        ) from None
+    _in_bounds(matrix, names, bounds)
+    return matrix
 
 
 def bounds_check(matrix: np.ndarray, layout: Layout) -> None:
@@ -196,14 +232,6 @@ def table(
     UnusableFeatures naming missing, unexpected or non-numeric features, or features
     with values outside ``bounds`` (the model's inputs' range, ``Layout.bounds``).
     """
-    matrix, rows = _table(features, names, max_rows=max_rows)
-    _in_bounds(matrix, names, bounds)
-    return matrix, rows
-
-
-def _table(
-    features: Any, names: Sequence[str], *, max_rows: int
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
     if isinstance(features, dict):
         rows: list[Any] = [features]
     elif isinstance(features, list):
@@ -219,7 +247,7 @@ def _table(
     rows_check(len(rows), max_rows)
     width = len(names)
     if all(isinstance(r, dict) for r in rows):
-        fast = _numeric_table(rows, names)
+        fast = _numeric_table(rows, names, bounds)
         if fast is not None:
             # Each row holds exactly the model's features: it is its own event record.
             return fast, rows
@@ -227,10 +255,11 @@ def _table(
             problems = _row_problems(row, names)
             if problems:
                 raise unusable(problems, i if len(rows) > 1 else None)
-        raise MalformedTable("'features' could not be read.", details={})
+        # Every value a number: some lie outside what the inputs hold.
+        return _slow_matrix([[row[n] for n in names] for row in rows], names, bounds), rows
     if all(isinstance(r, list) for r in rows):
         if all(len(row) == width for row in rows):
-            matrix_or_none = _numeric_matrix(rows)
+            matrix_or_none = _numeric_matrix(rows, bounds)
             if matrix_or_none is not None:  # the common case; else find and name the problem
                 return matrix_or_none, [dict(zip(names, row, strict=False)) for row in rows]
         for i, row in enumerate(rows):
@@ -242,7 +271,7 @@ def _table(
             bad = [names[j] for j, v in enumerate(row) if not is_number(v)]
             if bad:
                 raise unusable({"non_numeric": bad}, i)
-        matrix = np.array(rows, dtype=np.float64)
+        matrix = _slow_matrix(rows, names, bounds)
         return matrix, [dict(zip(names, row, strict=True)) for row in rows]
     raise MalformedTable(
         "'features' mixes objects and lists; send one or the other.",

@@ -178,3 +178,22 @@ def test_largest_values_of_a_type_are_accepted() -> None:
     assert checked_array([2**64 - 1], np.uint64, name="x").tolist() == [2**64 - 1]
     assert checked_array([127.9, -128.9], np.int8, name="x").tolist() == [127, -128]
     assert np.isfinite(checked_array([3.4e38], np.float32, name="x")).all()
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"a": 10**400, "b": 0.0, "c": 0.0},  # what Python's json would hand over
+        [[0.0, 0.0, 10**400]],
+        {"a": float("inf"), "b": float("-inf"), "c": 0.0},
+        [[float("inf"), 0.0, 0.0]],
+    ],
+)
+def test_rest_tables_name_values_past_any_float_or_infinite(features: Any) -> None:
+    layout = tables.layout_for(["a", "b", "c"], [("X", np.float32, [None, 3])])
+    assert layout is not None
+
+    with pytest.raises(tables.UnusableFeatures) as raised:
+        tables.table(features, layout.feature_names, max_rows=10, bounds=layout.bounds)
+
+    assert raised.value.details["out_of_range"]
