@@ -17,6 +17,7 @@ Pure: numpy only. Errors are ``TensorValueError``; callers map them to the API.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,45 @@ def _floats_checked(raw: np.ndarray, target: np.dtype[Any], name: str) -> None:
         raise _refuse("out_of_range", "values are", target, name)
 
 
+_PLAIN = frozenset({int, float})
+
+
+@functools.cache
+def _open_bounds(target: np.dtype[Any]) -> tuple[float, float, bool] | None:
+    """(low, high, exclusive) a plain value must lie within for ``target``: integers
+    take what truncates into their range (low - 1 < v < high + 1, exactly, since Python
+    compares ints and floats exactly); floats their finite range, inclusive."""
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        return info.min - 1, info.max + 1, True
+    if target.kind == "f":
+        top = float(np.finfo(target).max)
+        return -top, top, False
+    return None
+
+
+def _plain_numbers(data: Any, target: np.dtype[Any]) -> np.ndarray | None:
+    """The array, when ``data`` is a flat list of ints and floats that all fit ``target``
+    (the common request), checked as Python objects; None: the caller looks closer."""
+    if type(data) is not list or not data or not set(map(type, data)) <= _PLAIN:
+        return None
+    bounds = _open_bounds(target)
+    if bounds is None:
+        return None
+    low, high, exclusive = bounds
+    try:
+        total = sum(data)
+        if total != total:  # NaN somewhere (or inf - inf)
+            return None
+        smallest, largest = min(data), max(data)
+    except OverflowError:
+        return None
+    inside = (
+        (low < smallest and largest < high) if exclusive else (low <= smallest and largest <= high)
+    )
+    return np.array(data, dtype=target) if inside else None
+
+
 def checked_array(data: Any, dtype: Any, *, name: str) -> np.ndarray:
     """``data`` (nested lists of JSON values, or a sequence) as an array of ``dtype``.
 
@@ -152,6 +192,9 @@ def checked_array(data: Any, dtype: Any, *, name: str) -> np.ndarray:
     ragged data. Strings (object dtype) are the caller's business.
     """
     target = np.dtype(dtype)
+    fast = _plain_numbers(data, target)
+    if fast is not None:
+        return fast
     raw = np.asarray(data)  # ValueError when ragged
     if raw.dtype == object:
         flat = raw.reshape(-1).tolist()
