@@ -20,11 +20,16 @@ model: it is reported, and serving's warm-up says the same. Pure: no Django.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .tensor_types import numpy_dtype, signature_dtype
@@ -66,6 +71,10 @@ def _multiprocessing() -> Any:
 
 def onnx_model_trial(path: str, *, memory_bytes: int, timeout_s: float) -> Trial:
     """Load and run the model at ``path`` in a child process within the budget."""
+    if multiprocessing.current_process().daemon:
+        # A Celery prefork worker (retraining registers models) is a daemonic process,
+        # which multiprocessing refuses children: start a fresh interpreter instead.
+        return _trial_in_subprocess(path, memory_bytes=memory_bytes, timeout_s=timeout_s)
     context = _multiprocessing()
     receiver, sender = context.Pipe(duplex=False)
     cpu_s = max(1, math.ceil(timeout_s) + 1)
@@ -173,3 +182,48 @@ def _trial(path: str) -> Trial:
             return Trial("over_memory", error=str(exc)[:500])
         trial.run_error = str(exc)[:500]
     return trial
+
+
+def _trial_in_subprocess(path: str, *, memory_bytes: int, timeout_s: float) -> Trial:
+    """The same trial in ``python -m models_registry.onnx_trial`` (slower to start: it
+    imports onnxruntime itself), answering one JSON line."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    cpu_s = max(1, math.ceil(timeout_s) + 1)
+    command = [sys.executable, "-m", __name__, path, str(memory_bytes), str(cpu_s)]
+    try:
+        done = subprocess.run(  # noqa: S603 (our own interpreter and module)
+            command, capture_output=True, timeout=timeout_s, env=env, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return Trial("over_time", error=f"no answer within {timeout_s:g} s")
+    try:
+        answer = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return Trial("crashed", error=f"the validating process ended ({done.returncode})")
+    return Trial(
+        answer["outcome"],
+        error=answer["error"],
+        inputs=[(n, k, list(shape)) for n, k, shape in answer["inputs"]],
+        outputs=[(n, k, list(shape)) for n, k, shape in answer["outputs"]],
+        run_error=answer["run_error"],
+    )
+
+
+def _subprocess_main(arguments: list[str]) -> None:
+    path, memory_bytes, cpu_s = arguments[0], int(arguments[1]), int(arguments[2])
+    try:
+        _limit(memory_bytes, cpu_s)
+        trial = _trial(path)
+    except BaseException as exc:
+        trial = Trial("over_memory" if _over_memory(exc) else "crashed", error=str(exc)[:500])
+    sys.stdout.write(json.dumps(dataclasses.asdict(trial)) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    _subprocess_main(sys.argv[1:])

@@ -129,3 +129,21 @@ def test_trial_reads_the_signature_and_reports_a_failed_run_without_refusing(
     assert trial.outcome == "ok"
     assert trial.inputs == [("x", "tensor(float)", [1])]
     assert trial.run_error
+
+
+def test_a_daemonic_process_validates_in_a_fresh_interpreter(
+    monkeypatch: pytest.MonkeyPatch, tiny_onnx_model: Path, tmp_path: Path
+) -> None:
+    """Celery's prefork workers are daemonic; multiprocessing refuses them children."""
+    import multiprocessing
+
+    monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)  # type: ignore[attr-defined]
+    huge = tmp_path / "huge.onnx"
+    huge.write_bytes(constant_of_shape_model())
+
+    fine = onnx_model_trial(str(tiny_onnx_model), memory_bytes=1024**3, timeout_s=60)
+    refused = onnx_model_trial(str(huge), memory_bytes=1024**3, timeout_s=60)
+
+    assert fine.outcome == "ok"
+    assert fine.inputs == [("X", "tensor(float)", [None, 3])]
+    assert refused.outcome == "over_memory"
