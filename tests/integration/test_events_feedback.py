@@ -149,7 +149,9 @@ def test_feedback_without_credentials_is_refused() -> None:
 
 def _api_key(*, models: list[str] | None = None) -> str:
     key = f"phx_{uuid.uuid4().hex}"
-    api_key = ApiKey.objects.create(name="client", prefix=key[:8], key_hash=key_hash(key))
+    api_key = ApiKey.objects.create(
+        name="client", prefix=key[:8], key_hash=key_hash(key), all_models=not models
+    )
     for name in models or []:
         api_key.allowed_models.add(RegisteredModel.objects.create(name=name))
     api_key_cache_clear()
