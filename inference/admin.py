@@ -84,14 +84,53 @@ class RoutingPolicyAdmin(admin.ModelAdmin[RoutingPolicy]):
         routing_policies_delete(policies=queryset)
 
 
+class ApiKeyForm(forms.ModelForm[ApiKey]):
+    """A key's scope is explicit: some models, or all of them, never an empty list that
+    would silently mean either."""
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "all_models", "allowed_models", "expires_at", "revoked_at"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        chosen = cleaned.get("allowed_models")
+        has_models = chosen is not None and len(chosen) > 0
+        if "allowed_models" not in self.errors and has_models == bool(cleaned.get("all_models")):
+            raise forms.ValidationError(
+                "Choose the models this key may use, or tick 'all models' (not both)."
+            )
+        return cleaned
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
-    list_display = ["name", "prefix", "created_at", "revoked_at", "created_by"]
-    list_filter = ["revoked_at"]
+    form = ApiKeyForm
+    list_display = [
+        "name",
+        "prefix",
+        "all_models",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+        "created_by",
+    ]
+    list_filter = ["all_models", "revoked_at", "expires_at"]
     search_fields = ["name", "prefix"]
     filter_horizontal = ["allowed_models"]
-    readonly_fields = ["prefix", "created_by", "created_at"]
-    fields = ["name", "allowed_models", "prefix", "created_by", "created_at", "revoked_at"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at"]
+    fields = [
+        "name",
+        "all_models",
+        "allowed_models",
+        "prefix",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:

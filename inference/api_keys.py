@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -30,22 +31,38 @@ def api_key_mint(api_key: ApiKey) -> str:
 
 
 def api_key_create(
-    *, name: str, model_names: Sequence[str] = (), created_by: Any = None
+    *,
+    name: str,
+    model_names: Sequence[str] = (),
+    all_models: bool = False,
+    expires_at: datetime | None = None,
+    created_by: Any = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key scoped to ``model_names`` (empty: every model).
+    """Create a key scoped to ``model_names``, or to every model with ``all_models``
+    (exactly one of the two), refused after ``expires_at`` when given.
 
     Returns (ApiKey, the key in clear). Raises NotFound for an unknown model name,
-    InvalidInput for an empty name.
+    InvalidInput for an empty name, a scope that is neither or both, or an expiry in
+    the past.
     """
     name = name.strip()
     if not name:
         raise InvalidInput("An API key needs a name.", details={"name": "required"})
     wanted = sorted({m.strip() for m in model_names if m.strip()})
+    if bool(wanted) == all_models:
+        raise InvalidInput(
+            "Scope the key explicitly: name its models, or make it an all-models key (not both).",
+            details={"models": wanted, "all_models": all_models},
+        )
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput(
+            "The key's expiry is in the past.", details={"expires_at": expires_at.isoformat()}
+        )
     models = list(RegisteredModel.objects.filter(name__in=wanted))
     unknown = sorted(set(wanted) - {m.name for m in models})
     if unknown:
         raise NotFound(f"No model named {', '.join(unknown)}.", details={"models": unknown})
-    api_key = ApiKey(name=name, created_by=created_by)
+    api_key = ApiKey(name=name, all_models=all_models, expires_at=expires_at, created_by=created_by)
     key = api_key_mint(api_key)
     with transaction.atomic():
         api_key.save()

@@ -7,7 +7,7 @@ reach a client only where a caller chooses to let them.
 
 from __future__ import annotations
 
-from phoenix.exceptions import DependencyUnavailable
+from phoenix.exceptions import DependencyUnavailable, Forbidden
 
 
 class SinkUnavailable(DependencyUnavailable):
@@ -20,3 +20,9 @@ class FeatureStoreUnavailable(DependencyUnavailable):
     """The store could not be read; callers fall back, never fail the request on it."""
 
     code = "feature_store_unavailable"
+
+
+class VersionNotPinnable(Forbidden):
+    """A client pinned a version whose stage PHOENIX_PINNABLE_STAGES does not list."""
+
+    code = "version_not_pinnable"

@@ -88,13 +88,24 @@ class ApiKey(models.Model):
     # The first characters of the key, kept in clear so an operator can tell keys apart.
     prefix = models.CharField(max_length=16, db_index=True)
     key_hash = models.CharField(max_length=64, unique=True)
-    # Empty means every model.
+    # Scope is explicit: every model (present and future) only when all_models is set;
+    # otherwise the allowed models, so a key whose models are all deleted serves nothing.
+    all_models = models.BooleanField(
+        default=False,
+        help_text="Serve every model, present and future (else only the allowed models).",
+    )
     allowed_models = models.ManyToManyField(RegisteredModel, blank=True, related_name="api_keys")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this time the key is refused (401). Empty: never."
+    )
+    # Written by each serving process in batches (inference/api_key_usage.py), not per
+    # request, so it may lag real use by up to PHOENIX_API_KEY_USAGE_FLUSH_S.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = "API key"

@@ -26,6 +26,8 @@ import numpy as np
 import onnxruntime as ort
 from django.conf import settings
 
+from models_registry.tensor_types import numpy_dtype
+
 logger = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
@@ -35,30 +37,8 @@ CUDA = "CUDAExecutionProvider"
 # a thread hop costs more than the call itself.
 INLINE_THRESHOLD_S = 0.0002
 
-# signature dtype (numpy name) -> numpy dtype; strings go in as objects.
-_NUMPY_DTYPES: dict[str, Any] = {
-    "float32": np.float32,
-    "float64": np.float64,
-    "float16": np.float16,
-    "int8": np.int8,
-    "int16": np.int16,
-    "int32": np.int32,
-    "int64": np.int64,
-    "uint8": np.uint8,
-    "uint16": np.uint16,
-    "uint32": np.uint32,
-    "uint64": np.uint64,
-    "bool": np.bool_,
-    "string": np.object_,
-}
-
 _providers_lock = threading.Lock()
 _providers: list[str] | None = None
-
-
-def numpy_dtype(name: str) -> Any:
-    """The numpy dtype for a signature dtype name (float32 when unknown)."""
-    return _NUMPY_DTYPES.get(name, np.float32)
 
 
 def _probe_model() -> bytes:

@@ -47,12 +47,15 @@ class ModelServing:
 
 @dataclass(frozen=True)
 class ApiKeyPrincipal:
-    """An authenticated client. ``allowed_models`` None means every model."""
+    """An authenticated client. ``allowed_models`` None means every model (the key's
+    ``all_models`` flag); an empty set means none (its models were all deleted)."""
 
     id: int
     name: str
     prefix: str
     allowed_models: frozenset[str] | None
+    # Seconds since the epoch after which the key is refused; None: never.
+    expires_at: float | None = None
 
     # DRF's IsAuthenticated and Django's request.user conventions.
     is_authenticated = True
@@ -126,13 +129,15 @@ def _holder(versions: list[ServedVersion], alias: str) -> ServedVersion | None:
     return next((v for v in versions if alias in v.aliases), None)
 
 
-def served_version_get(*, model_name: str, version: str) -> ServedVersion:
+def served_version_get(
+    *, model_name: str, version: str, allow_archived: bool = False
+) -> ServedVersion:
     """A version pinned by a client. Raises ModelNotFound/ModelVersionNotFound (404),
-    also for an archived version, which is never served."""
+    also for an archived version unless ``allow_archived``."""
     from models_registry.exceptions import ModelVersionNotFound
 
     found = model_version_get(model_name=model_name, version=version)
-    if found.stage == Stage.ARCHIVED:
+    if found.stage == Stage.ARCHIVED and not allow_archived:
         raise ModelVersionNotFound(
             f"Version {version!r} of {model_name} is archived and not served."
         )
@@ -144,7 +149,8 @@ def registered_model_exists(*, name: str) -> bool:
 
 
 def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
-    """The active (not revoked) key with this hash, or None."""
+    """The key with this hash, not revoked (expired ones included: the caller says why
+    it refuses them), or None."""
     api_key = (
         ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True)
         .prefetch_related("allowed_models")
@@ -152,9 +158,13 @@ def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
     )
     if api_key is None:
         return None
-    names = frozenset(m.name for m in api_key.allowed_models.all())
+    names = None if api_key.all_models else frozenset(m.name for m in api_key.allowed_models.all())
     return ApiKeyPrincipal(
-        id=api_key.pk, name=api_key.name, prefix=api_key.prefix, allowed_models=names or None
+        id=api_key.pk,
+        name=api_key.name,
+        prefix=api_key.prefix,
+        allowed_models=names,
+        expires_at=api_key.expires_at.timestamp() if api_key.expires_at is not None else None,
     )
 
 

@@ -303,7 +303,8 @@ def _on_registry_change(change: Change) -> None:
     from .auth import api_key_cache_clear
 
     reason = ChangeReason(change.reason)
-    if reason in (ChangeReason.API_KEY, ChangeReason.RESYNC):
+    # A deleted model leaves the keys scoped to it (the cached principals name it).
+    if reason in (ChangeReason.API_KEY, ChangeReason.DELETE, ChangeReason.RESYNC):
         api_key_cache_clear()
         if reason is ChangeReason.API_KEY:
             return

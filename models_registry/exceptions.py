@@ -11,6 +11,12 @@ class InvalidModelFile(InvalidInput):
     code = "invalid_model_file"
 
 
+class ModelOverBudget(InvalidModelFile):
+    """Loading or running the model once needs more memory or time than validation allows."""
+
+    code = "model_over_budget"
+
+
 class ModelTooLarge(TooLarge):
     code = "model_too_large"
 

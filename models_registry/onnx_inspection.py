@@ -3,7 +3,9 @@
 The upload is first streamed to a private work folder (counting bytes, so an
 oversized file is refused before it is all on disk), then parsed by ``onnx``
 without following external data, checked for external-data references, and only
-then loaded by onnxruntime on the CPU, which is what decides that it is a model.
+then loaded by onnxruntime on the CPU and run once on zeros, which is what decides
+that it is a model; that happens in a child process within a memory and time budget
+(``onnx_trial``), so a small file describing a huge graph costs this process nothing.
 Nothing here touches the database or the storage the registry keeps files in.
 """
 
@@ -18,31 +20,14 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import onnx
-import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from .exceptions import InvalidModelFile, ModelTooLarge
+from .exceptions import InvalidModelFile, ModelOverBudget, ModelTooLarge
+from .onnx_trial import Trial, onnx_model_trial
+from .tensor_types import signature_dtype
 
 CHUNK_BYTES = 1024 * 1024
 MODEL_FILENAME = "model.onnx"
-
-# onnxruntime's type strings -> numpy dtype names (what clients and the signature use).
-_ORT_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(bfloat16)": "bfloat16",
-    "tensor(int8)": "int8",
-    "tensor(int16)": "int16",
-    "tensor(int32)": "int32",
-    "tensor(int64)": "int64",
-    "tensor(uint8)": "uint8",
-    "tensor(uint16)": "uint16",
-    "tensor(uint32)": "uint32",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-    "tensor(string)": "string",
-}
 
 
 @dataclass
@@ -179,7 +164,7 @@ def _check_location(location: str, source_dir: Path | None) -> Path:
 
 
 def _dtype(ort_type: str) -> str:
-    return _ORT_DTYPES.get(ort_type, ort_type)
+    return signature_dtype(ort_type)
 
 
 def _shape(shape: Any) -> list[int | None]:
@@ -187,8 +172,43 @@ def _shape(shape: Any) -> list[int | None]:
     return [dim if isinstance(dim, int) and dim >= 0 else None for dim in (shape or [])]
 
 
-def _io(args: list[Any]) -> list[dict[str, Any]]:
-    return [{"name": a.name, "dtype": _dtype(a.type), "shape": _shape(a.shape)} for a in args]
+def _io(args: list[tuple[str, str, list[Any]]]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "dtype": _dtype(kind), "shape": _shape(shape)} for name, kind, shape in args
+    ]
+
+
+def _trial_refusal(trial: Trial, *, memory_budget_bytes: int, time_budget_s: float) -> None:
+    """Raises InvalidModelFile (or ModelOverBudget) unless the trial loaded the model."""
+    if trial.outcome == "ok":
+        return
+    if trial.outcome == "load_failed":
+        raise InvalidModelFile(
+            "onnxruntime could not load the model.", details={"reason": trial.error}
+        )
+    budget = {
+        "memory_budget_mb": memory_budget_bytes // (1024 * 1024),
+        "time_budget_s": time_budget_s,
+        "reason": trial.error,
+    }
+    if trial.outcome == "over_memory":
+        raise ModelOverBudget(
+            "Loading and running the model once needs more memory than validation allows "
+            f"({budget['memory_budget_mb']} MB, PHOENIX_MODEL_VALIDATION_MEMORY_MB); the graph "
+            "builds tensors too large to serve.",
+            details=budget,
+        )
+    if trial.outcome == "over_time":
+        raise ModelOverBudget(
+            f"Loading and running the model once took longer than {time_budget_s:g} s "
+            "(PHOENIX_MODEL_VALIDATION_TIMEOUT_S).",
+            details=budget,
+        )
+    raise ModelOverBudget(
+        "The process validating the model ended without an answer (most often a memory "
+        f"limit: {budget['memory_budget_mb']} MB, PHOENIX_MODEL_VALIDATION_MEMORY_MB).",
+        details=budget,
+    )
 
 
 def feature_names_for(inputs: list[dict[str, Any]], metadata: dict[str, str]) -> list[str]:
@@ -222,12 +242,16 @@ def onnx_model_inspect(
     workdir: Path,
     max_bytes: int,
     allow_external_data: bool,
+    memory_budget_bytes: int = 1024 * 1024 * 1024,
+    time_budget_s: float = 60.0,
 ) -> OnnxInspection:
     """Copy ``source`` into ``workdir`` and check it is a model onnxruntime can run.
 
+    The load and one run on zeros happen in a child process within ``memory_budget_bytes``
+    and ``time_budget_s`` (``onnx_trial``); this process never loads the model.
     Returns the staged copy with its signature, feature names and framework metadata.
-    Raises ModelTooLarge or InvalidModelFile; the name or content type of the upload
-    play no part.
+    Raises ModelTooLarge, InvalidModelFile or ModelOverBudget; the name or content
+    type of the upload play no part.
     """
     staged = stage_file(source, workdir / MODEL_FILENAME, max_bytes=max_bytes)
     try:
@@ -264,27 +288,19 @@ def onnx_model_inspect(
         shutil.copyfile(found, target)
         external.append(str(relative))
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: old opsets make ORT chatty
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(
-            os.fspath(staged.path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise InvalidModelFile(
-            "onnxruntime could not load the model.", details={"reason": str(exc)[:500]}
-        ) from exc
+    trial = onnx_model_trial(
+        os.fspath(staged.path), memory_bytes=memory_budget_bytes, timeout_s=time_budget_s
+    )
+    _trial_refusal(trial, memory_budget_bytes=memory_budget_bytes, time_budget_s=time_budget_s)
 
-    inputs = _io(session.get_inputs())
+    inputs = _io(trial.inputs)
     if not inputs:
         raise InvalidModelFile("The model has no inputs.")
     metadata = {prop.key: prop.value for prop in model.metadata_props}
     return OnnxInspection(
         model=staged,
         external_files=external,
-        signature={"inputs": inputs, "outputs": _io(session.get_outputs())},
+        signature={"inputs": inputs, "outputs": _io(trial.outputs)},
         feature_names=feature_names_for(inputs, metadata),
         framework={
             "producer_name": model.producer_name,

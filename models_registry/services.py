@@ -271,6 +271,8 @@ def model_version_register(
             workdir=workdir / "model",
             max_bytes=settings.PHOENIX_MODEL_MAX_BYTES,
             allow_external_data=settings.PHOENIX_ALLOW_EXTERNAL_DATA,
+            memory_budget_bytes=settings.PHOENIX_MODEL_VALIDATION_MEMORY_MB * 1024 * 1024,
+            time_budget_s=settings.PHOENIX_MODEL_VALIDATION_TIMEOUT_S,
         )
         prepared = None
         if reference is not None:

@@ -88,7 +88,7 @@ def bench_setup(prefix: str) -> tuple[str, str]:
     name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     folder = Path(tempfile.mkdtemp(prefix="bench-model-"))
     model_version_register(model_name=name, file=build_model(folder / "m.onnx"), stage="production")
-    return name, api_key_create(name=prefix)[1]
+    return name, api_key_create(name=prefix, all_models=True)[1]
 
 
 def rows_wait(

@@ -23,6 +23,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from models_registry.tensor_types import V2_NUMPY, TensorValueError, checked_array, v2_datatype
 from phoenix.exceptions import (
     ApplicationError,
     InvalidInput,
@@ -48,38 +49,8 @@ SERVER_NAME = "phoenix"
 SERVER_VERSION = "1.0.0"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
-# v2 datatype <-> numpy
-_DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
-_BY_NUMPY_NAME = {
-    "bool": "BOOL",
-    "uint8": "UINT8",
-    "uint16": "UINT16",
-    "uint32": "UINT32",
-    "uint64": "UINT64",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "float16": "FP16",
-    "float32": "FP32",
-    "float64": "FP64",
-    "string": "BYTES",
-    "object": "BYTES",
-}
+# v2 datatype -> numpy (models_registry/tensor_types.py is the one table).
+_DTYPES = V2_NUMPY
 
 
 _MODEL_PATH = re.compile(
@@ -107,7 +78,7 @@ def _error(error: ApplicationError) -> ProtocolResponse:
 
 
 def _datatype(numpy_name: str) -> str:
-    return _BY_NUMPY_NAME.get(numpy_name, "BYTES")
+    return v2_datatype(numpy_name)
 
 
 def _tensor_meta(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -219,8 +190,13 @@ def _input_tensor(spec: Any, binary: memoryview, offset: int) -> tuple[np.ndarra
                     [v.encode() if isinstance(v, str) else v for v in flat], dtype=object
                 )
             else:
-                array = np.asarray(data, dtype=dtype)
+                array = checked_array(data, dtype, name=name)
         return array.reshape(shape), offset
+    except TensorValueError as exc:
+        raise InvalidInput(
+            f"Input {name!r} ({datatype}): {exc.message}.",
+            details={**exc.details, "datatype": datatype},
+        ) from exc
     except (ValueError, TypeError) as exc:
         raise InvalidInput(
             f"Input {name!r}: data does not fit shape {shape}: {exc}", details={"input": name}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from models_registry.tensor_types import TensorValueError, checked_cast, numpy_dtype
 from phoenix.exceptions import (
     ApplicationError,
     DependencyUnavailable,
@@ -33,10 +34,10 @@ from phoenix.exceptions import (
 from .. import events, metrics, routing
 from ..auth import api_key_authorize
 from ..event_schema import PredictionRecord
-from ..exceptions import FeatureStoreUnavailable
+from ..exceptions import FeatureStoreUnavailable, VersionNotPinnable
 from ..feature_store import FeatureStatus, feature_store
 from ..request_ids import request_id_new
-from ..runtime import LoadedModel, TensorSpec, numpy_dtype
+from ..runtime import LoadedModel, TensorSpec
 from ..selectors import (
     ApiKeyPrincipal,
     ServedVersion,
@@ -102,13 +103,29 @@ def served_pinned_cached(model_name: str, version: str) -> ServedVersion | None:
 def served_pinned(model_name: str, version: str) -> ServedVersion:
     """A version a client pins: from the plans, else the registry (then remembered).
 
-    Raises ModelNotFound / ModelVersionNotFound (404), also for an archived version.
+    Raises ModelNotFound / ModelVersionNotFound (404), also for an archived version
+    unless archived is pinnable; VersionNotPinnable (403) for a version in a stage
+    ``PHOENIX_PINNABLE_STAGES`` does not list (an unreviewed dev version, by default).
     """
     session_cache.plans()  # the first request of a process reads them
+    pinnable = settings.PHOENIX_PINNABLE_STAGES
     served = served_pinned_cached(model_name, version)
     if served is None:
-        served = served_version_get(model_name=model_name, version=version)
+        served = served_version_get(
+            model_name=model_name, version=version, allow_archived="archived" in pinnable
+        )
         session_cache.remember_pinned(served)
+    if served.stage not in pinnable:
+        raise VersionNotPinnable(
+            f"Version {version} of {model_name} is in stage {served.stage!r}; clients may pin "
+            f"only versions in {', '.join(pinnable) or 'no stage'} (PHOENIX_PINNABLE_STAGES).",
+            details={
+                "model": model_name,
+                "version": version,
+                "stage": served.stage,
+                "pinnable_stages": list(pinnable),
+            },
+        )
     return served
 
 
@@ -406,7 +423,10 @@ def prediction_create(
                 details={"features": "required"},
             )
         matrix, rows = tables.table(
-            body, layout.feature_names, max_rows=settings.PHOENIX_PREDICT_MAX_ROWS
+            body,
+            layout.feature_names,
+            max_rows=settings.PHOENIX_PREDICT_MAX_ROWS,
+            bounds=layout.bounds,
         )
         return tables.feeds(layout, matrix), rows
 
@@ -439,21 +459,33 @@ def tensor_infer(
             feeds = {}
             for name, spec in expected.items():
                 try:
-                    feeds[name] = np.asarray(inputs[name]).astype(
-                        numpy_dtype(spec.dtype), copy=False
+                    feeds[name] = checked_cast(
+                        np.asarray(inputs[name]), numpy_dtype(spec.dtype), name=name
                     )
+                except TensorValueError as exc:
+                    raise Unprocessable(
+                        f"Input {name!r} does not fit the model's {spec.dtype} input: "
+                        f"{exc.message}.",
+                        details=exc.details,
+                    ) from exc
                 except (TypeError, ValueError) as exc:
                     raise InvalidInput(
                         f"Input {name!r} cannot be converted to {spec.dtype}: {exc}",
                         details={"input": name},
                     ) from exc
         elif layout is not None and set(inputs) == set(layout.feature_names):
-            columns = [
-                np.asarray(inputs[n], dtype=np.float64).reshape(-1) for n in layout.feature_names
-            ]
+            try:
+                columns = [
+                    np.asarray(inputs[n], dtype=np.float64).reshape(-1)
+                    for n in layout.feature_names
+                ]
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"Feature inputs must be numbers: {exc}", details={}) from exc
             if len({len(c) for c in columns}) != 1:
                 raise InvalidInput("Feature inputs have different lengths.", details={})
-            feeds = tables.feeds(layout, np.stack(columns, axis=1))
+            matrix = np.stack(columns, axis=1)
+            tables.bounds_check(matrix, layout)
+            feeds = tables.feeds(layout, matrix)
         else:
             raise InvalidInput(
                 f"Inputs must be {sorted(expected)}"

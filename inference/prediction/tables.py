@@ -1,9 +1,10 @@
-"""Tables of named features -> the model's input tensors. Pure: numpy only.
+"""Tables of named features -> the model's input tensors. Pure: numpy, the dtype table.
 
 A REST body carries features as one object, a list of objects, or a list of rows in
 the model's feature order. ``table`` turns any of them into a float64 matrix (and
 the per-row feature dicts the event log keeps) in one C-level pass when the body is
-well formed, the common case, and otherwise finds and names what is wrong.
+well formed, the common case, and otherwise finds and names what is wrong (values the
+model's inputs cannot hold included, by the shared dtype table's ranges).
 ``Layout`` says how that matrix feeds the model: one rows x features input, or one
 input per feature. Errors are this module's own (``TableError``); the prediction
 service maps them to the API's error categories.
@@ -18,6 +19,8 @@ from operator import itemgetter
 from typing import Any
 
 import numpy as np
+
+from models_registry.tensor_types import value_bounds
 
 Feeds = dict[str, np.ndarray]
 
@@ -52,6 +55,15 @@ class Layout:
     mode: str
     input_names: tuple[str, ...]
     input_dtypes: tuple[Any, ...]
+    # The values every input can hold (float32: +-3.4e38); None: not checked (bool).
+    bounds: tuple[float, float] | None = None
+
+
+def _bounds(dtypes: Sequence[Any]) -> tuple[float, float] | None:
+    found = [b for b in map(value_bounds, dtypes) if b is not None]
+    if not found:
+        return None
+    return max(b[0] for b in found), min(b[1] for b in found)
 
 
 def layout_for(
@@ -66,13 +78,14 @@ def layout_for(
     if len(inputs) == 1 and len(inputs[0][2]) == 2:
         name, dtype, shape = inputs[0]
         if shape[1] in (None, len(names)):
-            return Layout(names, "matrix", (name,), (dtype,))
+            return Layout(names, "matrix", (name,), (dtype,), _bounds([dtype]))
         return None
     if len(inputs) == len(names):
         by_name = {spec[0]: spec for spec in inputs}
         ordered = [by_name.get(n) for n in names]
         specs = [s for s in ordered if s is not None] if all(ordered) else list(inputs)
-        return Layout(names, "columns", tuple(s[0] for s in specs), tuple(s[1] for s in specs))
+        dtypes = tuple(s[1] for s in specs)
+        return Layout(names, "columns", tuple(s[0] for s in specs), dtypes, _bounds(dtypes))
     return None
 
 
@@ -93,9 +106,11 @@ def is_number(value: Any) -> bool:
 _NUMERIC = frozenset({int, float})
 
 
-def _numeric_table(rows: list[dict[str, Any]], names: Sequence[str]) -> np.ndarray | None:
-    """The matrix when every row has exactly ``names``, all plain finite-or-inf numbers;
-    None otherwise (the caller then finds and names what is wrong)."""
+def _numeric_table(
+    rows: list[dict[str, Any]], names: Sequence[str], bounds: tuple[float, float] | None
+) -> np.ndarray | None:
+    """The matrix when every row has exactly ``names``, all plain numbers within
+    ``bounds``; None otherwise (the caller then finds and names what is wrong)."""
     width = len(names)
     if any(len(row) != width for row in rows):
         return None
@@ -104,16 +119,76 @@ def _numeric_table(rows: list[dict[str, Any]], names: Sequence[str]) -> np.ndarr
         values = [pick(row) for row in rows] if width > 1 else [[row[names[0]]] for row in rows]
     except KeyError:
         return None
-    return _numeric_matrix(values)
+    return _numeric_matrix(values, bounds)
 
 
-def _numeric_matrix(values: list[Any]) -> np.ndarray | None:
+def _numeric_matrix(values: list[Any], bounds: tuple[float, float] | None) -> np.ndarray | None:
     """Rows of plain numbers as a float64 matrix; None if any value is of another type
-    (bool, str, None...) or NaN. Type-checked in one C-level pass over the values."""
-    if not set(map(type, chain.from_iterable(values))) <= _NUMERIC:
+    (bool, str, None...), NaN, or outside ``bounds``. Checked in C-level passes over the
+    values as Python objects: for a few rows cheaper than numpy's reductions."""
+    flat = list(chain.from_iterable(values))
+    if not set(map(type, flat)) <= _NUMERIC:
         return None
-    matrix = np.array(values, dtype=np.float64)
-    return None if np.isnan(matrix).any() else matrix
+    try:
+        total = sum(flat)
+        if total != total:  # NaN (or inf - inf) somewhere
+            return None
+        if bounds is not None and (min(flat) < bounds[0] or max(flat) > bounds[1]):
+            return None
+        return np.array(values, dtype=np.float64)
+    except OverflowError:  # an int past float64: the caller names it
+        return None
+
+
+def _in_bounds(
+    matrix: np.ndarray, names: Sequence[str], bounds: tuple[float, float] | None
+) -> None:
+    """Raises UnusableFeatures naming the features with values the model's inputs
+    cannot hold (a float64 feature beyond float32's range would turn into inf)."""
+    if bounds is None:
+        return
+    low, high = bounds
+    if matrix.min() >= low and matrix.max() <= high:
+        return  # the common case: two reductions
+    outside = ~((matrix >= low) & (matrix <= high))
+    bad = [names[j] for j in range(len(names)) if outside[:, j].any()]
+    raise UnusableFeatures(
+        f"Feature values out of the range the model's input holds ({low:.7g} to {high:.7g}): "
+        f"{', '.join(bad)}.",
+        details={"out_of_range": bad, "range": [low, high]},
+    )
+
+
+def _fits_float(value: Any) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
+
+
+def _slow_matrix(
+    values: list[list[Any]], names: Sequence[str], bounds: tuple[float, float] | None
+) -> np.ndarray:
+    """Rows of numbers as a float64 matrix; raises UnusableFeatures naming the features
+    out of ``bounds`` (or past float64: ints of hundreds of digits)."""
+    try:
+        matrix = np.array(values, dtype=np.float64)
+    except OverflowError:
+        huge = [n for j, n in enumerate(names) if any(not _fits_float(r[j]) for r in values)]
+        raise UnusableFeatures(
+            f"Feature values beyond any float: {', '.join(huge)}.",
+            details={"out_of_range": huge},
+        ) from None
+    _in_bounds(matrix, names, bounds)
+    return matrix
+
+
+def bounds_check(matrix: np.ndarray, layout: Layout) -> None:
+    """Raises UnusableFeatures naming features whose values ``layout``'s inputs cannot
+    hold (for tensors that did not come through ``table``)."""
+    if matrix.size:
+        _in_bounds(matrix, layout.feature_names, layout.bounds)
 
 
 def _row_problems(row: Mapping[str, Any], names: Sequence[str]) -> dict[str, list[str]]:
@@ -145,12 +220,17 @@ def unusable(problems: dict[str, Any], row: int | None = None) -> UnusableFeatur
 
 
 def table(
-    features: Any, names: Sequence[str], *, max_rows: int
+    features: Any,
+    names: Sequence[str],
+    *,
+    max_rows: int,
+    bounds: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Rows x features (float64) and the per-row feature dicts, from a request body.
 
     Raises MalformedTable for a body of the wrong shape, TooManyRows past ``max_rows``,
-    UnusableFeatures naming missing, unexpected or non-numeric features.
+    UnusableFeatures naming missing, unexpected or non-numeric features, or features
+    with values outside ``bounds`` (the model's inputs' range, ``Layout.bounds``).
     """
     if isinstance(features, dict):
         rows: list[Any] = [features]
@@ -167,7 +247,7 @@ def table(
     rows_check(len(rows), max_rows)
     width = len(names)
     if all(isinstance(r, dict) for r in rows):
-        fast = _numeric_table(rows, names)
+        fast = _numeric_table(rows, names, bounds)
         if fast is not None:
             # Each row holds exactly the model's features: it is its own event record.
             return fast, rows
@@ -175,10 +255,11 @@ def table(
             problems = _row_problems(row, names)
             if problems:
                 raise unusable(problems, i if len(rows) > 1 else None)
-        raise MalformedTable("'features' could not be read.", details={})
+        # Every value a number: some lie outside what the inputs hold.
+        return _slow_matrix([[row[n] for n in names] for row in rows], names, bounds), rows
     if all(isinstance(r, list) for r in rows):
         if all(len(row) == width for row in rows):
-            matrix_or_none = _numeric_matrix(rows)
+            matrix_or_none = _numeric_matrix(rows, bounds)
             if matrix_or_none is not None:  # the common case; else find and name the problem
                 return matrix_or_none, [dict(zip(names, row, strict=False)) for row in rows]
         for i, row in enumerate(rows):
@@ -190,7 +271,7 @@ def table(
             bad = [names[j] for j, v in enumerate(row) if not is_number(v)]
             if bad:
                 raise unusable({"non_numeric": bad}, i)
-        matrix = np.array(rows, dtype=np.float64)
+        matrix = _slow_matrix(rows, names, bounds)
         return matrix, [dict(zip(names, row, strict=True)) for row in rows]
     raise MalformedTable(
         "'features' mixes objects and lists; send one or the other.",

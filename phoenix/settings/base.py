@@ -13,6 +13,7 @@ from typing import Any
 
 import django_stubs_ext
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 # Lets admin and other Django generics be subscripted at run time, as the type hints do.
 django_stubs_ext.monkeypatch()
@@ -188,6 +189,26 @@ MEDIA_ROOT = Path(env.str("PHOENIX_MEDIA_ROOT", default=str(DATA_DIR / "media"))
 MEDIA_URL = "/media/"
 PHOENIX_MODEL_MAX_BYTES: int = env.int("PHOENIX_MODEL_MAX_BYTES", default=200 * 1024 * 1024)
 PHOENIX_ALLOW_EXTERNAL_DATA: bool = env.bool("PHOENIX_ALLOW_EXTERNAL_DATA", default=False)
+# Validation of an upload (load and one test run) happens in a child process held to
+# this much memory beyond its own start-up size and this much wall-clock time.
+PHOENIX_MODEL_VALIDATION_MEMORY_MB: int = env.int(
+    "PHOENIX_MODEL_VALIDATION_MEMORY_MB", default=1024
+)
+PHOENIX_MODEL_VALIDATION_TIMEOUT_S: float = env.float(
+    "PHOENIX_MODEL_VALIDATION_TIMEOUT_S", default=60.0
+)
+# Stages whose versions a client may pin ("version": "2" or /versions/2/); the others
+# are served only through the champion/challenger plan an operator set up.
+PHOENIX_PINNABLE_STAGES: list[str] = env.list(
+    "PHOENIX_PINNABLE_STAGES", default=["production", "staging"]
+)
+if not set(PHOENIX_PINNABLE_STAGES) <= {"dev", "staging", "production", "archived"}:
+    raise ImproperlyConfigured(
+        "PHOENIX_PINNABLE_STAGES takes stage names (dev, staging, production, archived); "
+        f"got {PHOENIX_PINNABLE_STAGES}."
+    )
+# API keys' last-used times are written by each process this often (not per request).
+PHOENIX_API_KEY_USAGE_FLUSH_S: float = env.float("PHOENIX_API_KEY_USAGE_FLUSH_S", default=60.0)
 # What happens to the previous production version when another is promoted.
 PHOENIX_PREVIOUS_PRODUCTION_STAGE: str = env.str(
     "PHOENIX_PREVIOUS_PRODUCTION_STAGE", default="archived"

@@ -15,3 +15,5 @@ MEDIA_ROOT = DATA_DIR / "media"
 PHOENIX_EVENT_JOURNAL_DIR = DATA_DIR / "journal"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
+# No background writer of API keys' last use: tests flush it when they look at it.
+PHOENIX_API_KEY_USAGE_FLUSH_S = 0.0

@@ -596,7 +596,7 @@ def phoenix_prepare(run: Run, env: dict[str, str], *, micro_batching: bool = Fal
     print(f"  {registered.strip()}", flush=True)
     if micro_batching:
         call("shell", "-c", _MICRO_BATCHING_ON.format(name=name))
-    return call("create_api_key", "bench", "--models", name).strip().splitlines()[-1].strip()
+    return call("create_api_key", "bench", "--model", name).strip().splitlines()[-1].strip()
 
 
 def phoenix_web_process(run: Run, *, port: int, env: dict[str, str]) -> phoenix_stack.StackProcess:

@@ -141,7 +141,7 @@ def served(tmp_path: Path) -> dict[str, Any]:
     # On call: watches as an operator and may move stages as a data scientist.
     for group in ("Operators", "Data scientists"):
         user.groups.add(Group.objects.get_or_create(name=group)[0])
-    return {"key": api_keys.api_key_create(name="e2e")[1], "champion": champion}
+    return {"key": api_keys.api_key_create(name="e2e", all_models=True)[1], "champion": champion}
 
 
 def predict(server: LiveServer, key: str, n: int, *, offset: int = 0) -> None:

@@ -90,7 +90,7 @@ def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
         assert any(name.startswith("model:credit-risk") for name in components), components
 
         key_output = subprocess.run(
-            [sys.executable, "manage.py", "create_api_key", "smoke-test"],
+            [sys.executable, "manage.py", "create_api_key", "smoke-test", "--all-models"],
             cwd=ROOT,
             env=env,
             capture_output=True,

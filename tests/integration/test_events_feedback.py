@@ -149,7 +149,9 @@ def test_feedback_without_credentials_is_refused() -> None:
 
 def _api_key(*, models: list[str] | None = None) -> str:
     key = f"phx_{uuid.uuid4().hex}"
-    api_key = ApiKey.objects.create(name="client", prefix=key[:8], key_hash=key_hash(key))
+    api_key = ApiKey.objects.create(
+        name="client", prefix=key[:8], key_hash=key_hash(key), all_models=not models
+    )
     for name in models or []:
         api_key.allowed_models.add(RegisteredModel.objects.create(name=name))
     api_key_cache_clear()
@@ -331,7 +333,7 @@ def credit_model(tmp_path: Path) -> str:
     session_cache.clear()
     clear_keys()
     register("credit", onnx_classifier(tmp_path / "credit.onnx"))
-    return api_key_create(name="feedback-tests")[1]
+    return api_key_create(name="feedback-tests", all_models=True)[1]
 
 
 def _predicted_events(sink: CapturingKafkaSink, request_id: str) -> list[dict[str, Any]]:

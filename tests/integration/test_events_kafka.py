@@ -433,7 +433,7 @@ def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_40
     session_cache.clear()
     api_key_cache_clear()
     register("credit", onnx_classifier(tmp_path / "credit.onnx"))
-    key = api_key_create(name="feedback")[1]
+    key = api_key_create(name="feedback", all_models=True)[1]
     staff = Client()
     staff.force_login(get_user_model().objects.create_user("ops", password="pw", is_staff=True))
     publisher = kafka_publisher(kafka_broker, tmp_path)

@@ -41,7 +41,7 @@ def test_sigterm_ships_every_buffered_event(
     postgres_db: None, transactional_db: None, settings: Any, tmp_path: Path
 ) -> None:
     register("shutdown-model", onnx_classifier(tmp_path / "model.onnx"))
-    key = api_key_create(name="shutdown")[1]
+    key = api_key_create(name="shutdown", all_models=True)[1]
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     process = subprocess.Popen(

@@ -89,7 +89,8 @@ def champion(demo_artifacts: dict[str, Any]) -> ModelVersion:
 @pytest.fixture
 def api() -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_keys.api_key_create(name='loop')[1]}")
+    key = api_keys.api_key_create(name="loop", all_models=True)[1]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 

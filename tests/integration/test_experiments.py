@@ -78,7 +78,8 @@ def publisher(tmp_path: Path) -> Iterator[EventPublisher]:
 @pytest.fixture
 def api() -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_keys.api_key_create(name='t')[1]}")
+    key = api_keys.api_key_create(name="t", all_models=True)[1]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 
@@ -498,7 +499,7 @@ def test_promotion_under_concurrent_load_drops_no_request(
     # concurrent inserts an in-memory SQLite test database would refuse as "locked").
     prediction_events_record(monkeypatch)
     champion, challenger = arms
-    key = api_keys.api_key_create(name="load")[1]
+    key = api_keys.api_key_create(name="load", all_models=True)[1]
     experiment = service.experiment_create(
         model=champion.model, challenger=challenger, mode="canary", canary_steps=[10, 100]
     )

@@ -111,7 +111,7 @@ def test_routing_policy_admin_save_reaches_warm_cache(
     from inference.api_keys import api_key_create
 
     api = APIClient()
-    api.credentials(HTTP_X_API_KEY=api_key_create(name="a")[1])
+    api.credentials(HTTP_X_API_KEY=api_key_create(name="a", all_models=True)[1])
     url = "/api/v1/models/credit/predict"
     assert api.post(url, {"features": ROW}, format="json").json()["version"] == champion.version
 
@@ -136,7 +136,7 @@ def test_api_key_admin_revoke_action_reaches_warm_cache(
     from inference.api_keys import api_key_create
 
     register("credit", onnx_classifier(tmp_path / "a.onnx"))
-    api_key, key = api_key_create(name="a")
+    api_key, key = api_key_create(name="a", all_models=True)
     assert api_key_authenticate(key=key).id == api_key.pk  # cached now
 
     with django_capture_on_commit_callbacks(execute=True):

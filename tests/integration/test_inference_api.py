@@ -51,7 +51,7 @@ def champion(db: None, model_files: dict[str, Path]) -> Any:
 
 @pytest.fixture
 def key(db: None) -> str:
-    return api_keys.api_key_create(name="tests")[1]
+    return api_keys.api_key_create(name="tests", all_models=True)[1]
 
 
 @pytest.fixture
@@ -405,6 +405,52 @@ def test_archived_version_cannot_be_pinned(
 
     assert response.status_code == 404
     assert "archived" in response.json()["error"]["message"]
+
+
+def test_only_versions_in_pinnable_stages_can_be_pinned(
+    api: APIClient, champion: Any, model_files: dict[str, Path], settings: Any
+) -> None:
+    dev = register("credit", model_files["b"], stage="dev")
+
+    refused = predict(api, {"features": ROW, "version": dev.version})
+
+    assert refused.status_code == 403
+    error = refused.json()["error"]
+    assert error["code"] == "version_not_pinnable"
+    assert error["details"]["stage"] == "dev"
+    assert error["details"]["pinnable_stages"] == ["production", "staging"]
+    assert predict(api, {"features": ROW, "version": champion.version}).status_code == 200
+    settings.PHOENIX_PINNABLE_STAGES = ["production"]
+    assert predict(api, {"features": ROW, "version": dev.version}).status_code == 403
+    settings.PHOENIX_PINNABLE_STAGES = ["production", "dev"]
+    assert predict(api, {"features": ROW, "version": dev.version}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "features",
+    [
+        {"x1": 1e39, "x2": 0.0, "x3": 0.0},
+        [[0.0, -1e39, 0.0]],
+        [{"x1": 0.0, "x2": 0.0, "x3": 0.0}, {"x1": 0.0, "x2": 0.0, "x3": 3.5e38}],
+    ],
+)
+def test_values_beyond_float32_are_422_naming_the_feature(
+    api: APIClient, champion: Any, features: Any, events: list[dict[str, Any]]
+) -> None:
+    response = predict(api, {"features": features})
+
+    assert response.status_code == 422, response.content
+    error = response.json()["error"]
+    named = error["details"]["out_of_range"]
+    assert len(named) == 1
+    assert named[0] in error["message"]
+    assert events == []
+
+
+def test_integers_past_64_bits_within_float32_are_scored(api: APIClient, champion: Any) -> None:
+    response = predict(api, {"features": {"x1": 2**64, "x2": 0.0, "x3": 0.0}})
+
+    assert response.status_code == 200, response.content
 
 
 def test_unloadable_model_file_is_503_and_not_ready(

@@ -78,7 +78,7 @@ def registered(postgres_db: None, transactional_db: None, tmp_path: Path) -> dic
 
     first = register("credit", onnx_classifier(tmp_path / "a.onnx"))
     second = register("credit", onnx_classifier(tmp_path / "b.onnx", flip=True), stage="staging")
-    return {"first": first, "second": second, "key": api_key_create(name="x")[1]}
+    return {"first": first, "second": second, "key": api_key_create(name="x", all_models=True)[1]}
 
 
 def test_stage_change_reaches_another_process(registered: dict[str, Any], server: str) -> None:

@@ -124,12 +124,19 @@ def _events(recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def keys(db: None, model_file: Path) -> dict[str, str]:
+    from models_registry.services import registered_model_delete
+
     register("credit", model_file)
+    register("credit", onnx_classifier(model_file.parent / "dev.onnx", seed=5), stage="dev")
     register("other", onnx_classifier(model_file.parent / "other.onnx", seed=3))
-    return {
-        "all": api_keys.api_key_create(name="all")[1],
+    gone = register("gone", onnx_classifier(model_file.parent / "gone.onnx", seed=4))
+    keys = {
+        "all": api_keys.api_key_create(name="all", all_models=True)[1],
         "other": api_keys.api_key_create(name="other", model_names=["other"])[1],
+        "gone": api_keys.api_key_create(name="gone", model_names=["gone"])[1],
     }
+    registered_model_delete(model=gone.model)  # the key's only model
+    return keys
 
 
 def _json(body: Any) -> bytes:
@@ -149,6 +156,12 @@ CASES: list[tuple[str, bytes, str | None, bool]] = [
     ("no features", _json({}), "all", True),
     ("too many rows", _json({"features": [ROW] * 1025}), "all", True),
     ("key scoped to another model", _json({"features": ROW}), "other", True),
+    ("key whose models were all deleted", _json({"features": ROW}), "gone", True),
+    ("feature beyond float32", _json({"features": {**ROW, "x1": 1e39}}), "all", True),
+    ("rows beyond float32", _json({"features": [[1.0, -3.5e38, 0.0]]}), "all", True),
+    ("integer past 64 bits", _json({"features": {**ROW, "x3": 2**64}}), "all", True),
+    # Refused before its session loads, so the data plane never finds it warm.
+    ("pinned dev version", _json({"features": ROW, "version": "2"}), "all", False),
     ("malformed JSON", b'{"features": {"x1": ', "all", False),
     ("no API key", _json({"features": ROW}), None, False),
     ("unknown API key", _json({"features": ROW}), "phx_unknown", False),
@@ -197,7 +210,7 @@ def test_feature_store_entity_answers_as_the_drf_view(
 ) -> None:
     """The lookup runs on a pool thread (a query in the embedded store): not the loop."""
     register("credit", model_file)
-    key = api_keys.api_key_create(name="fs")[1]
+    key = api_keys.api_key_create(name="fs", all_models=True)[1]
     services.online_features_write(rows={"cust_1": {"x1": 1.0, "x2": 0.5}})
     paths = Paths(django_app)
     headers = {"Content-Type": "application/json", "X-API-Key": key}

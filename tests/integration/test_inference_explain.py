@@ -48,7 +48,8 @@ def _register(name: str, path: Path, *, reference: bool = True) -> Any:
 @pytest.fixture
 def api(db: None) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_keys.api_key_create(name='x')[1]}")
+    key = api_keys.api_key_create(name="x", all_models=True)[1]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 

@@ -29,7 +29,7 @@ def model_file(tmp_path: Path) -> Path:
 def api(db: None, model_file: Path) -> APIClient:
     register("credit", model_file)
     client = APIClient()
-    client.credentials(HTTP_X_API_KEY=api_keys.api_key_create(name="fs")[1])
+    client.credentials(HTTP_X_API_KEY=api_keys.api_key_create(name="fs", all_models=True)[1])
     return client
 
 

@@ -163,7 +163,8 @@ def served(db: None, tmp_path: Path) -> Any:
 @pytest.fixture
 def api(db: None) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_keys.api_key_create(name='gpu')[1]}")
+    key = api_keys.api_key_create(name="gpu", all_models=True)[1]
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
 

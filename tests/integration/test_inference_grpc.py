@@ -183,6 +183,59 @@ def test_errors_map_to_grpc_status_codes(
     assert raised.value.status() == str(code)
 
 
+def test_pinning_a_dev_version_is_permission_denied(
+    client: Any, served: dict[str, Any], tmp_path: Path
+) -> None:
+    register("credit", onnx_classifier(tmp_path / "dev.onnx", seed=5), stage="dev")
+
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer("credit", [_input(ROWS[:1])], model_version="2", headers=_bearer(served))
+
+    assert raised.value.status() == str(grpc.StatusCode.PERMISSION_DENIED)
+    assert "PHOENIX_PINNABLE_STAGES" in raised.value.message()
+
+
+def test_key_whose_model_is_deleted_serves_nothing(
+    client: Any, served: dict[str, Any], tmp_path: Path
+) -> None:
+    from models_registry.models import RegisteredModel
+    from models_registry.services import registered_model_delete
+
+    assert client.infer("credit", [_input(ROWS[:1])], headers=_bearer(served))  # warm, cached
+    registered_model_delete(model=RegisteredModel.objects.get(name="credit"))
+    register("credit", onnx_classifier(tmp_path / "again.onnx", seed=7))  # same name, new model
+
+    for model in ("credit", "other"):
+        with pytest.raises(InferenceServerException) as raised:
+            client.infer(model, [_input(ROWS[:1])], headers=_bearer(served))
+        assert raised.value.status() == str(grpc.StatusCode.PERMISSION_DENIED)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "values", "code"),
+    [
+        ("INT8", [52000, 0, 0], grpc.StatusCode.INVALID_ARGUMENT),
+        ("UINT8", [300, 0, 0], grpc.StatusCode.INVALID_ARGUMENT),  # uint_contents: no -1
+        ("FP32", [1e39, 0.0, 0.0], grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_out_of_range_typed_contents_are_invalid_argument(
+    server: str, served: dict[str, Any], datatype: str, values: list[float], code: Any
+) -> None:
+    request = service_pb2.ModelInferRequest(model_name="credit")
+    tensor = request.inputs.add(name="X", datatype=datatype, shape=[1, len(values)])
+    field = {"INT8": "int_contents", "UINT8": "uint_contents", "FP32": "fp64_contents"}[datatype]
+    if datatype == "FP32":
+        tensor.datatype = "FP64"  # fp32_contents cannot even carry 1e39; FP64 data can
+    getattr(tensor.contents, field).extend(values)
+    with grpc.insecure_channel(server) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.ModelInfer(request, metadata=[("x-api-key", served["key"])])
+
+    assert raised.value.code() == code
+
+
 def test_bad_tensors_are_invalid_argument(client: Any, served: dict[str, Any]) -> None:
     wrong_width = grpcclient.InferInput("X", [1, 4], "FP32")
     wrong_width.set_data_from_numpy(np.zeros((1, 4), dtype=np.float32))
@@ -260,7 +313,7 @@ def test_bytes_input_of_a_text_model(
     texts = [["card was charged twice"], ["app crashes on login"]]
     tensor = grpcclient.InferInput("text", [2, 1], "BYTES")
     tensor.set_data_from_numpy(np.array(texts, dtype=object))
-    key = api_keys.api_key_create(name="text")[1]
+    key = api_keys.api_key_create(name="text", all_models=True)[1]
 
     result = client.infer("tickets", [tensor], headers={"x-api-key": key})
 

@@ -39,7 +39,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def key(db: None, model_file: Path) -> str:
     register("credit", model_file)
-    return api_key_create(name="stack")[1]
+    return api_key_create(name="stack", all_models=True)[1]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def asgi_call(
 def committed_key(transactional_db: None, model_file: Path) -> str:
     # The request runs on a pool thread with its own database connection.
     register("credit", model_file)
-    return api_key_create(name="stack")[1]
+    return api_key_create(name="stack", all_models=True)[1]
 
 
 def test_asgi_predict_runs_in_one_hop_and_finishes_the_request(

@@ -31,7 +31,7 @@ def model_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def key(db: None, model_file: Path) -> str:
     register("credit", model_file)
-    return api_key_create(name="v2")[1]
+    return api_key_create(name="v2", all_models=True)[1]
 
 
 def infer(client: Any, key: str | None, body: Any, path: str = "credit") -> Any:
@@ -148,8 +148,8 @@ def test_infer_auth_and_unknown_model(client: Any, key: str) -> None:
     assert infer(client, "wrong", body).status_code == 401
     assert infer(client, key, body, path="nope").status_code == 404
     assert infer(client, key, body, path="credit/versions/9").status_code == 404
-    scoped = api_key_create(name="other-only", model_names=[])[1]
-    assert infer(client, scoped, body).status_code == 200
+    everything = api_key_create(name="every-model", all_models=True)[1]
+    assert infer(client, everything, body).status_code == 200
 
 
 def test_infer_too_many_rows_is_413(client: Any, key: str, settings: Any) -> None:
@@ -193,3 +193,66 @@ def test_infer_logs_named_features_per_row(
         dict(zip(["x1", "x2", "x3"], r, strict=True)) for r in ROWS
     ]
     assert [e["row_index"] for e in recorded] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "kind"),
+    [
+        ("INT8", [52000, 0, 0], "out_of_range"),
+        ("UINT8", [-1, 0, 0], "out_of_range"),
+        ("INT64", [1e30, 0, 0], "out_of_range"),
+        ("INT16", [2**70, 0, 0], "out_of_range"),
+        ("FP32", [1e39, 0.0, 0.0], "out_of_range"),
+        ("FP32", [None, 1.0, 2.0], "null"),
+        ("INT32", [1, None, 2], "null"),
+        ("BOOL", [True, None, False], "null"),
+        ("FP64", ["1.0", 1.0, 2.0], "not_a_number"),
+    ],
+)
+def test_values_outside_the_declared_datatype_are_400(
+    client: Any, key: str, datatype: str, data: list[Any], kind: str
+) -> None:
+    body = {"inputs": [{"name": "X", "datatype": datatype, "shape": [1, 3], "data": data}]}
+
+    response = infer(client, key, body)
+
+    assert response.status_code == 400, response.content
+    answer = response.json()
+    assert answer["details"]["kind"] == kind
+    assert answer["details"]["input"] == "X"
+    assert datatype in answer["error"]
+
+
+def test_values_beyond_the_model_inputs_float32_are_422_naming_it(client: Any, key: str) -> None:
+    body = {"inputs": [{"name": "X", "datatype": "FP64", "shape": [1, 3], "data": [1e39, 0, 0]}]}
+
+    response = infer(client, key, body)
+
+    assert response.status_code == 422, response.content
+    assert response.json()["details"] == {
+        "kind": "out_of_range",
+        "input": "X",
+        "dtype": "float32",
+        "range": "[-3.402823e+38, 3.402823e+38]",
+    }
+    assert "'X'" in response.json()["error"]
+
+
+def test_pinning_a_version_in_a_stage_clients_may_not_pin(
+    client: Any, key: str, tmp_path: Path, settings: Any
+) -> None:
+    register("credit", onnx_classifier(tmp_path / "dev.onnx", seed=4), stage="dev")
+    register("credit", onnx_classifier(tmp_path / "staged.onnx", seed=5), stage="staging")
+    body = {"inputs": [tensor("FP32", ROWS)]}
+
+    refused = infer(client, key, body, path="credit/versions/2")
+    metadata = client.get("/v2/models/credit/versions/2", HTTP_X_API_KEY=key)
+
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["code"] == "version_not_pinnable"
+    assert refused.json()["details"]["stage"] == "dev"
+    assert "PHOENIX_PINNABLE_STAGES" in refused.json()["error"]
+    assert metadata.status_code == 403
+    assert infer(client, key, body, path="credit/versions/3").status_code == 200  # staging
+    settings.PHOENIX_PINNABLE_STAGES = ["production", "staging", "dev"]
+    assert infer(client, key, body, path="credit/versions/2").status_code == 200

@@ -36,7 +36,7 @@ def call(method: str, path: str, body: bytes = b"", key: str | None = None) -> d
 def test_infer_cold_then_warm_through_asgi(db: None, tmp_path: Path) -> None:
     path = onnx_classifier(tmp_path / "m.onnx")
     register("credit", path)
-    key = api_key_create(name="asgi")[1]
+    key = api_key_create(name="asgi", all_models=True)[1]
     body = json.dumps(
         {
             "inputs": [
@@ -73,7 +73,7 @@ def test_heavier_model_goes_to_the_pool(
 
     path = onnx_classifier(tmp_path / "m.onnx")
     register("credit", path)
-    key = api_key_create(name="asgi")[1]
+    key = api_key_create(name="asgi", all_models=True)[1]
     # Every model now counts as heavy: warm-up time is above the inline threshold.
     monkeypatch.setattr(runtime, "INLINE_THRESHOLD_S", 0.0)
     body = json.dumps(

@@ -59,9 +59,9 @@ def test_durations(text: str, seconds: int) -> None:
 
 @pytest.mark.django_db
 def test_revoke_api_key_by_prefix_or_name(client: Any) -> None:
-    first, key = api_keys.api_key_create(name="batch-job")
-    api_keys.api_key_create(name="twice")
-    api_keys.api_key_create(name="twice")
+    first, key = api_keys.api_key_create(name="batch-job", all_models=True)
+    api_keys.api_key_create(name="twice", all_models=True)
+    api_keys.api_key_create(name="twice", all_models=True)
 
     said = _run("revoke_api_key", first.prefix)
 

@@ -151,7 +151,7 @@ def outage_rig(
     from inference.api_keys import api_key_create
 
     version = register("credit", onnx_classifier(tmp_path / "m.onnx"))
-    key = api_key_create(name="readiness")[1]
+    key = api_key_create(name="readiness", all_models=True)[1]
     db = connection.settings_dict
     db_host, db_port = db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)
     redis_host, redis_port = "127.0.0.1", int(redis_url.rsplit(":", 1)[1].split("/", 1)[0])

@@ -248,8 +248,11 @@ def test_api_key_clients_cannot_upload_or_promote(tiny_onnx_model) -> None:
     from inference.models import ApiKey
 
     key = "phx_client-key-for-registry-tests"
-    ApiKey.objects.create(
-        name="client", prefix=key[:12], key_hash=hashlib.sha256(key.encode()).hexdigest()
+    ApiKey.objects.create(  # even a key for every model
+        name="client",
+        prefix=key[:12],
+        key_hash=hashlib.sha256(key.encode()).hexdigest(),
+        all_models=True,
     )
     services.model_version_register(model_name="risk", file=tiny_onnx_model, stage="staging")
     client = APIClient()

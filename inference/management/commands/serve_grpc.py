@@ -49,6 +49,7 @@ class Command(BaseCommand):
 
     async def _serve(self, options: dict[str, Any]) -> None:
         from inference.api.v2_grpc import grpc_server_build
+        from inference.api_key_usage import api_key_usage_stop
         from inference.events import event_publishing_stop
 
         try:
@@ -69,3 +70,5 @@ class Command(BaseCommand):
         finally:
             await server.stop(options["grace"])
             event_publishing_stop()
+            # A database write: off the event loop.
+            await loop.run_in_executor(None, api_key_usage_stop)
