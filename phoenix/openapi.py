@@ -73,6 +73,16 @@ class AutoSchema(openapi.AutoSchema):
             return cls.__name__
         return outer.removesuffix("Api").removesuffix("View") + cls.__name__
 
+    def _map_basic_serializer(
+        self, serializer: serializers.BaseSerializer[Any], direction: Direction
+    ) -> dict[str, Any]:
+        # A serializer whose view refuses fields it does not know says so
+        # (``refuses_unknown_fields = True``): clients, and fuzzers, then see the rule.
+        schema: dict[str, Any] = super()._map_basic_serializer(serializer, direction)  # type: ignore[no-untyped-call]
+        if getattr(serializer, "refuses_unknown_fields", False):
+            schema["additionalProperties"] = False
+        return schema
+
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         operation: dict[str, Any] | None = super().get_operation(*args, **kwargs)
         if operation is None:

@@ -142,6 +142,8 @@ class PredictView(APIView):
     content_negotiation_class = JSONOnlyNegotiation
 
     class InputSerializer(serializers.Serializer[Any]):
+        refuses_unknown_fields = True  # predict_input: unknown fields are a 400
+
         entity_id = serializers.CharField(required=False, max_length=128)
         version = serializers.CharField(required=False, max_length=64)
         features = FeaturesField(required=False)

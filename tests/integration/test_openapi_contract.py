@@ -88,6 +88,13 @@ def test_service_errors_are_declared_where_the_services_raise_them() -> None:
     assert "503" in paths["/api/v1/models/{name}/drift"]["get"]["responses"]
 
 
+def test_the_predict_body_documents_that_unknown_fields_are_refused() -> None:
+    predict_input = _schema()["components"]["schemas"]["PredictInput"]
+
+    assert predict_input["additionalProperties"] is False
+    assert set(predict_input["properties"]) == {"entity_id", "version", "features"}
+
+
 class _Throttled(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonRateThrottle]
