@@ -3,10 +3,11 @@
 Every operation of ``/api/v1/schema/`` is called with generated requests, valid ones
 (positive) and invalid ones (negative), as a client (an API key) and as a data
 scientist (a signed-in session with its CSRF token); each operation once with every
-path parameter generated and once aimed at the objects that exist (model ``credit``,
-its versions, an experiment, a logged prediction). Each response must not be a server
-error and must match the schema: a documented status, the documented content type and
-the documented body, error responses included.
+path parameter generated and once aimed at the objects that exist (the demo model
+``credit-risk``, its versions, an experiment, a logged prediction), plus the schema's
+own request examples. Each response must not be a server error and must match the
+schema: a documented status, the documented content type and the documented body,
+error responses included.
 
 Bounded and deterministic: a fixed number of examples per operation, derandomized, no
 shrinking and no example database, so a run makes the same requests in the same order.
@@ -256,3 +257,9 @@ def test_the_whole_schema_holds_under_fuzzing(server: LiveServer, world: dict[st
         for (run, failure, status), count in f.failures.items()
     ]
     assert not details, report + "\n\n" + "\n\n".join(details)
+    # The roles really got in: a fuzz run that only ever met 401s would prove nothing.
+    assert found["client"].by_operation[("POST /api/v1/models/{name}/predict", 200)] > 0
+    assert found["client"].by_operation[("POST /api/v1/models/{name}/explain", 200)] > 0
+    scientist = found["data scientist"].by_operation
+    assert scientist[("POST /api/v1/models/{name}/versions/{version}/stage", 200)] > 0
+    assert scientist[("GET /api/v1/experiments/{experiment_id}", 200)] > 0
