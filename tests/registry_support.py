@@ -67,11 +67,13 @@ def data_scientists_group_ensure() -> None:
     migration.create_group(apps, None)
 
 
-def make_data_scientist(django_user_model: type, username: str = "ds") -> object:
+def make_data_scientist(
+    django_user_model: type, username: str = "ds", *, password: str = "pw-ds-12345"
+) -> object:
     from django.contrib.auth.models import Group
 
     data_scientists_group_ensure()
-    user = django_user_model.objects.create_user(username=username, password="pw-ds-12345")
+    user = django_user_model.objects.create_user(username=username, password=password)
     user.groups.add(Group.objects.get(name=DATA_SCIENTISTS))
     return user
 

@@ -15,7 +15,13 @@ from phoenix.renderers import ORJSONRenderer
 
 from ..auth import ApiKeyAuthentication, HasApiKey
 from ..prediction.explanations import Explanation, explanation_create
-from .views import JSONOnlyNegotiation, PredictView, predict_input
+from .views import (
+    PREDICT_ERRORS,
+    PREDICT_EXAMPLES,
+    JSONOnlyNegotiation,
+    PredictView,
+    predict_input,
+)
 
 _JSON = ORJSONRenderer()
 
@@ -57,7 +63,11 @@ class ExplainView(APIView):
         background_rows = serializers.IntegerField()
         explanations = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(request=PredictView.InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(
+        request=PredictView.InputSerializer,
+        responses={200: OutputSerializer, **PREDICT_ERRORS},
+        examples=PREDICT_EXAMPLES,
+    )
     def post(self, request: Request, name: str) -> HttpResponse:
         explanation = explanation_create(
             principal=request.user,  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from phoenix.exceptions import InvalidInput
+from phoenix.openapi import error_responses
 from phoenix.renderers import ORJSONRenderer
 
 from ..auth import ApiKeyAuthentication, HasApiKey
@@ -69,6 +70,36 @@ def prediction_body(prediction: Prediction) -> dict[str, Any]:
 
 _JSON = ORJSONRenderer()
 
+# The bundled demo model's features (manage.py train_demo_models).
+_DEMO_ROW = {
+    "income": 52000,
+    "debt": 9000,
+    "age": 41,
+    "credit_history_years": 12,
+    "open_accounts": 4,
+    "utilisation": 0.35,
+}
+PREDICT_EXAMPLES = [
+    OpenApiExample("One row of named features", value={"features": _DEMO_ROW}, request_only=True),
+    OpenApiExample(
+        "A batch with an entity id",
+        value={"entity_id": "cust_7", "features": [_DEMO_ROW, {**_DEMO_ROW, "debt": 30000}]},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Rows in feature order",
+        value={"features": [[52000, 9000, 41, 12, 4, 0.35]]},
+        request_only=True,
+    ),
+]
+# Besides those every body-reading, keyed operation has (phoenix.openapi.AutoSchema).
+PREDICT_ERRORS = error_responses(
+    {
+        422: "Valid JSON the model cannot use: missing, unknown or non-numeric features",
+        503: "API keys cannot be checked, or the version cannot be loaded",
+    }
+)
+
 
 class JSONOnlyNegotiation(DefaultContentNegotiation):
     """The predict API answers JSON whatever the Accept header says: parsing Accept
@@ -81,6 +112,29 @@ class JSONOnlyNegotiation(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
+_FEATURE_VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}]}
+_NAMED_ROW = {"type": "object", "additionalProperties": _FEATURE_VALUE}
+
+
+@extend_schema_field(
+    {
+        "description": (
+            "One object of named features, a list of them, or a list of rows in the "
+            "model's feature order (numbers; strings for text inputs)."
+        ),
+        "oneOf": [
+            _NAMED_ROW,
+            {
+                "type": "array",
+                "items": {"oneOf": [_NAMED_ROW, {"type": "array", "items": _FEATURE_VALUE}]},
+            },
+        ],
+    }
+)
+class FeaturesField(serializers.JSONField):
+    """The features of a predict body, as the schema describes them (predict_input checks)."""
+
+
 class PredictView(APIView):
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasApiKey]
@@ -88,10 +142,11 @@ class PredictView(APIView):
     content_negotiation_class = JSONOnlyNegotiation
 
     class InputSerializer(serializers.Serializer[Any]):
+        refuses_unknown_fields = True  # predict_input: unknown fields are a 400
+
         entity_id = serializers.CharField(required=False, max_length=128)
         version = serializers.CharField(required=False, max_length=64)
-        # One object of named features, a list of them, or a list of rows in feature order.
-        features = serializers.JSONField(required=False)
+        features = FeaturesField(required=False)
 
     class OutputSerializer(serializers.Serializer[Any]):
         request_id = serializers.CharField()
@@ -103,7 +158,11 @@ class PredictView(APIView):
         confidence = serializers.ListField(child=serializers.FloatField(), required=False)
         latency_ms = serializers.FloatField()
 
-    @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: OutputSerializer, **PREDICT_ERRORS},
+        examples=PREDICT_EXAMPLES,
+    )
     def post(self, request: Request, name: str) -> HttpResponse:
         prediction = prediction_create(
             principal=request.user,  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -21,34 +21,22 @@ from models_registry.access import stage_move_allowed, version_register_allowed
 from models_registry.exceptions import ModelTooLarge
 from models_registry.models import Alias, ModelVersion, RegisteredModel
 from models_registry.stages import Stage
+from phoenix.openapi import error_responses
 
 TAGS = ["registry"]
 
-_ERROR = inline_serializer(
-    name="Error",
-    fields={
-        "error": inline_serializer(
-            name="ErrorBody",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "details": serializers.DictField(),
-            },
-        )
-    },
-)
+_ERROR_TEXT = {
+    400: "Invalid input or model file",
+    401: "Not signed in",
+    403: "Not allowed (writes need the Data scientists group)",
+    404: "Unknown model or version",
+    409: "Conflict: duplicate file, existing version, illegal stage or alias move",
+    413: "File larger than PHOENIX_MODEL_MAX_BYTES",
+}
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    text = {
-        400: "Invalid input or model file",
-        401: "Not signed in",
-        403: "Not allowed (writes need the Data scientists group)",
-        404: "Unknown model or version",
-        409: "Conflict: duplicate file, existing version, illegal stage or alias move",
-        413: "File larger than PHOENIX_MODEL_MAX_BYTES",
-    }
-    return {code: OpenApiResponse(response=_ERROR, description=text[code]) for code in codes}
+    return error_responses({code: _ERROR_TEXT[code] for code in codes})
 
 
 # --- authentication and permissions --------------------------------------------------------

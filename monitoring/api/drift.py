@@ -14,6 +14,7 @@ from inference.auth import ApiKeyAuthentication, api_key_authorize
 from inference.selectors import ApiKeyPrincipal
 from models_registry.selectors import registered_model_get
 from monitoring.selectors.drift_reports import drift_reports_list
+from phoenix.openapi import error_responses
 
 
 class DriftReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -50,7 +51,10 @@ class ModelDriftReportsView(APIView):
         model = serializers.CharField()
         reports = DriftReportSerializer(many=True)
 
-    @extend_schema(parameters=[InputSerializer], responses={200: OutputSerializer})
+    @extend_schema(
+        parameters=[InputSerializer],
+        responses={200: OutputSerializer, **error_responses({503: "API keys cannot be checked"})},
+    )
     def get(self, request: Request, name: str) -> Response:
         params = self.InputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)

@@ -32,6 +32,7 @@ from monitoring.access import (
 )
 from monitoring.models import Experiment, ExperimentMode, ExperimentStatus, PrimaryMetric
 from monitoring.services import experiments as service
+from phoenix.openapi import error_responses
 
 
 class ExperimentSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -54,12 +55,12 @@ class ExperimentSerializer(serializers.Serializer):  # type: ignore[type-arg]
     auto_promote = serializers.BooleanField()
     decision = serializers.CharField()
     reason = serializers.CharField()
-    decided_by = serializers.CharField(source="decided_by.username", default=None)
+    decided_by = serializers.CharField(source="decided_by.username", default=None, allow_null=True)
     statistics = serializers.JSONField()
     created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField()
-    evaluated_at = serializers.DateTimeField()
-    ended_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
 
 
 def _query() -> QuerySet[Experiment]:
@@ -116,7 +117,18 @@ class ExperimentListView(APIView):
             query = query.filter(status=params.validated_data["status"])
         return Response(ExperimentSerializer(query[:100], many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: ExperimentSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: ExperimentSerializer,
+            **error_responses(
+                {
+                    404: "Unknown model or challenger version",
+                    409: "The model has no champion or production version",
+                }
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         _require(experiment_stop_allowed, request, "run")
         body = self.InputSerializer(data=request.data)
@@ -156,7 +168,13 @@ class ExperimentActionView(APIView):
     def _call(self, request: Request, experiment_id: int, reason: str) -> None:
         raise NotImplementedError
 
-    @extend_schema(request=InputSerializer, responses={200: ExperimentSerializer})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: ExperimentSerializer,
+            **error_responses({409: "The experiment's status does not allow this action"}),
+        },
+    )
     def post(self, request: Request, experiment_id: int) -> Response:
         body = self.InputSerializer(data=request.data)
         body.is_valid(raise_exception=True)

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from inference.auth import ApiKeyAuthentication
 from monitoring.services.feedback import prediction_feedback_submit
+from phoenix.openapi import error_responses
 
 
 class PredictionFeedbackView(APIView):
@@ -31,7 +32,12 @@ class PredictionFeedbackView(APIView):
         changed = serializers.IntegerField()
 
     @extend_schema(
-        request=InputSerializer, responses={200: OutputSerializer, 202: OutputSerializer}
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            202: OutputSerializer,
+            **error_responses({503: "API keys cannot be checked"}),
+        },
     )
     def post(self, request: Request, request_id: str) -> Response:
         serializer = self.InputSerializer(data=request.data)

@@ -26,7 +26,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 
-from tests.conftest import free_port, service_unavailable, wait_for_port
+from tests.asgi_server import LiveServer, asgi_server_running
+from tests.conftest import service_unavailable
 from tests.inference_support import onnx_classifier, register
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,52 +37,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 PASSWORD = "pw-olivia-dashboards"
 
 
-class LiveServer:
-    """uvicorn serving phoenix.asgi in a thread; ``stop``/``start`` keep the port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        import uvicorn
-
-        from phoenix.asgi import application
-
-        config = uvicorn.Config(
-            application,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan="off",
-            log_level="warning",
-            ws="websockets-sansio",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-        self._server = self._thread = None
-
-
 @pytest.fixture
 def asgi_server(transactional_db: None, settings: Any, tmp_path: Path) -> Iterator[LiveServer]:
-    settings.MEDIA_ROOT = tmp_path / "media"
-    server = LiveServer()
-    server.start()
-    assert wait_for_port(server.port)
-    yield server
-    server.stop()
+    with asgi_server_running(media_root=tmp_path / "media", settings=settings) as server:
+        yield server
 
 
 @pytest.fixture

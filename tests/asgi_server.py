@@ -1,0 +1,69 @@
+"""uvicorn serving the project's ASGI application in a thread of the test process.
+
+The server runs ``phoenix.asgi.application`` (data plane, Channels, Django) on a free
+port against the test database, so a ``transactional_db`` test's committed rows are
+what it serves.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port, wait_for_port
+
+
+class LiveServer:
+    """uvicorn serving phoenix.asgi in a thread; ``stop``/``start`` keep the port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        import uvicorn
+
+        from phoenix.asgi import application
+
+        config = uvicorn.Config(
+            application,
+            host="127.0.0.1",
+            port=self.port,
+            lifespan="off",
+            log_level="warning",
+            ws="websockets-sansio",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self._server = self._thread = None
+
+
+@contextmanager
+def asgi_server_running(*, media_root: Path, settings: Any) -> Iterator[LiveServer]:
+    """A started LiveServer whose port answers, storing uploads under ``media_root``
+    (``settings``: pytest-django's fixture); stopped on exit."""
+    settings.MEDIA_ROOT = media_root
+    server = LiveServer()
+    server.start()
+    try:
+        assert wait_for_port(server.port)
+        yield server
+    finally:
+        server.stop()
