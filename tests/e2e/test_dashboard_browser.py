@@ -29,6 +29,7 @@ from django.utils import timezone
 from tests.asgi_server import LiveServer, asgi_server_running
 from tests.conftest import service_unavailable
 from tests.inference_support import onnx_classifier, register
+from tests.registry_support import data_scientists_group_ensure
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -97,6 +98,8 @@ def served(tmp_path: Path) -> dict[str, Any]:
         },
     )  # fmt: skip
     user = User.objects.create_user("olivia", password=PASSWORD)
+    # A transactional test before this one may have flushed the group's permissions.
+    data_scientists_group_ensure()
     # On call: watches as an operator and may move stages as a data scientist.
     for group in ("Operators", "Data scientists"):
         user.groups.add(Group.objects.get_or_create(name=group)[0])
