@@ -19,4 +19,4 @@ RUN useradd --system --uid 1000 --home-dir /app phoenix \
 USER phoenix
 
 EXPOSE 8000
-CMD ["python", "-m", "uvicorn", "phoenix.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--no-access-log", "--lifespan", "on"]
+CMD ["python", "-m", "phoenix.web_server", "phoenix.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--no-access-log", "--lifespan", "on"]

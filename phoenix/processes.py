@@ -54,7 +54,8 @@ def stack_processes(
             argv=[
                 python,
                 "-m",
-                "uvicorn",
+                # uvicorn, writing each response head with its body (phoenix/web_server.py).
+                "phoenix.web_server",
                 "phoenix.asgi:application",
                 "--host",
                 host,

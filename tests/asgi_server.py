@@ -30,6 +30,7 @@ class LiveServer:
         import uvicorn
 
         from phoenix.asgi import application
+        from phoenix.web_server import CoalescingHttpToolsProtocol
 
         config = uvicorn.Config(
             application,
@@ -38,6 +39,8 @@ class LiveServer:
             lifespan="off",
             log_level="warning",
             ws="websockets-sansio",
+            # The protocol the web server runs (python -m phoenix.web_server).
+            http=CoalescingHttpToolsProtocol,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="live-server", daemon=True)

@@ -117,9 +117,9 @@ def test_make_run_starts_everything_serves_predictions_and_stops_on_ctrl_c(
 
         # More than one core: more than one web process, and /metrics adds them all up.
         if (os.cpu_count() or 1) > 1:
-            # honcho's shell and uvicorn itself match; uvicorn's children are the workers.
+            # honcho's shell and the server itself match; its children are the uvicorn workers.
             matches = subprocess.run(
-                ["pgrep", "-f", f"uvicorn phoenix.asgi:application .*--port {port}"],
+                ["pgrep", "-f", f"phoenix.web_server phoenix.asgi:application .*--port {port}"],
                 capture_output=True,
                 text=True,
             ).stdout.split()
