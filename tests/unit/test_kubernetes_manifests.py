@@ -126,10 +126,6 @@ def _container_env(container: dict[str, Any], settings: dict[str, str]) -> dict[
     return env
 
 
-def _seconds(value: str) -> float:
-    return float(value)
-
-
 # --- the README's settings table ----------------------------------------------
 
 
@@ -317,8 +313,8 @@ def test_grace_period_outlasts_prestop_and_the_event_flush(
     needed = (
         pre_stop
         + in_flight
-        + _seconds(settings["PHOENIX_EVENT_FLUSH_INTERVAL_S"])
-        + _seconds(settings["PHOENIX_EVENT_SEND_TIMEOUT_S"])
+        + float(settings["PHOENIX_EVENT_FLUSH_INTERVAL_S"])
+        + float(settings["PHOENIX_EVENT_SEND_TIMEOUT_S"])
     )
     assert pod["terminationGracePeriodSeconds"] > needed
 
