@@ -11,6 +11,7 @@ own virtualenv: `make k8s-check`.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import shutil
@@ -22,6 +23,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import redis.connection
 import yaml
 from kubernetes_validate.utils import latest_version
 from prometheus_client.metrics import MetricWrapperBase
@@ -276,6 +278,12 @@ def test_api_probes_ready_live_and_started(objects: tuple[dict[str, Any], ...]) 
     )
 
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # /readyz waits on a hung (not refusing) Redis for redis-py's socket timeout and then
+    # answers ready, degraded: the probe must wait longer, or every pod fails at once.
+    redis_timeout = (
+        inspect.signature(redis.connection.AbstractConnection).parameters["socket_timeout"].default
+    )
+    assert api["readinessProbe"]["timeoutSeconds"] > redis_timeout
     assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
     startup = api["startupProbe"]
     # Model warm-up gets minutes before liveness may restart the pod.
