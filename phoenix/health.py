@@ -15,17 +15,27 @@ state stays visible: each component is ``ok``, ``degraded`` (serving without it,
 or with less: a model fallen back to the CPU) or ``fail``, the answer carries
 ``"degraded": true`` when any is, and ``phoenix_component_up`` exports the same
 per component for alerts.
+
+A shared dependency's check runs on its own thread with a deadline
+(``PHOENIX_READINESS_TIMEOUT_S``): a dependency that hangs instead of refusing (a
+frozen PostgreSQL, a partitioned Redis) is reported ``degraded`` within the
+deadline, so the probe never times out on it. While such a check is still waiting
+no second one is started: the probe answers at once with what is known.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.http import HttpRequest, JsonResponse
 from prometheus_client import Gauge
 
@@ -49,11 +59,14 @@ class ComponentStatus:
 ComponentCheck = Callable[[], ComponentStatus | list[tuple[str, ComponentStatus]]]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Check:
     run: ComponentCheck
     # False for dependencies every replica shares: their failure degrades, never unreadies.
     required: bool
+    # Shared dependencies only: the call still in flight on its thread.
+    pending: Future[Any] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 _checks: dict[str, _Check] = {}
@@ -69,9 +82,15 @@ def register_check(name: str, check: ComponentCheck, *, required: bool = True) -
 
 
 def _database() -> ComponentStatus:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return ComponentStatus(ok=True, detail={"vendor": connection.vendor})
+    # On the check's own thread: its connection is opened for the check and closed
+    # after it, so no idle connection is left behind between probes.
+    close_old_connections()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return ComponentStatus(ok=True, detail={"vendor": connection.vendor})
+    finally:
+        connection.close()
 
 
 def _cache() -> ComponentStatus:
@@ -99,7 +118,7 @@ def readiness_report() -> tuple[bool, dict[str, Any]]:
     for name, check in _checks.items():
         started = time.perf_counter()
         try:
-            result = check.run()
+            result = check.run() if check.required else _within_deadline(name, check)
         except Exception as exc:  # a failing dependency is a report, not a 500
             result = ComponentStatus(ok=False, detail={"error": f"{type(exc).__name__}: {exc}"})
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -114,6 +133,35 @@ def readiness_report() -> tuple[bool, dict[str, Any]]:
             }
             COMPONENT_UP.labels(component).set(_LEVEL[state])
     return all(c["status"] != "fail" for c in components.values()), components
+
+
+def _within_deadline(
+    name: str, check: _Check
+) -> ComponentStatus | list[tuple[str, ComponentStatus]]:
+    """The check's answer from a thread of its own, or a failure once the deadline passes.
+
+    A daemon thread, not a pool: a check hung on a frozen service must not hold up the
+    process's exit.
+    """
+    timeout_s = float(settings.PHOENIX_READINESS_TIMEOUT_S)
+    with check.lock:
+        if check.pending is not None and not check.pending.done():
+            return ComponentStatus(
+                ok=False, detail={"error": "no answer yet to the previous check (hung?)"}
+            )
+        check.pending = future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(check.run())
+        except BaseException as exc:  # handed to the caller, which reports it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"readyz-{name}", daemon=True).start()
+    try:
+        return future.result(timeout=timeout_s)
+    except FutureTimeout:
+        return ComponentStatus(ok=False, detail={"error": f"no answer within {timeout_s:g} s"})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -3,7 +3,9 @@
 A server started with ``DATABASE_URL`` or ``REDIS_URL`` pointing at ``proxy.port``
 talks to the real PostgreSQL or Redis through it. ``cut()`` closes every forwarded
 connection and refuses new ones (the service is down for that process, while the
-test process keeps using it directly); ``restore()`` accepts again.
+test process keeps using it directly); ``restore()`` accepts again. ``freeze()``
+keeps every connection open and accepts new ones but forwards nothing (a hung
+service, or a network partition); ``thaw()`` delivers what was held.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class FaultProxy:
         self._open: set[socket.socket] = set()
         self._up = True
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         threading.Thread(target=self._accept, name="fault-proxy", daemon=True).start()
 
     def url_for(self, url: str, *, host: str, port: int) -> str:
@@ -39,8 +43,15 @@ class FaultProxy:
         with self._lock:
             self._up = True
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()
         self.cut()
         _close(self._listener)
 
@@ -68,6 +79,7 @@ class FaultProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(chunk)
         except OSError:
             pass

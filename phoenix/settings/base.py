@@ -179,6 +179,8 @@ PHOENIX_EVENT_JOURNAL_DIR = Path(
 # Partitions for topics the app creates; more partitions, more consumers in the group.
 PHOENIX_EVENT_TOPIC_PARTITIONS: int = env.int("PHOENIX_EVENT_TOPIC_PARTITIONS", default=3)
 PHOENIX_EVENT_SEND_TIMEOUT_S: float = env.float("PHOENIX_EVENT_SEND_TIMEOUT_S", default=10.0)
+# How long /readyz waits on a shared dependency (database, cache) before calling it degraded.
+PHOENIX_READINESS_TIMEOUT_S: float = env.float("PHOENIX_READINESS_TIMEOUT_S", default=2.0)
 PHOENIX_EVENT_CONSUMER_GROUP: str = env.str(
     "PHOENIX_EVENT_CONSUMER_GROUP", default="phoenix-prediction-log"
 )

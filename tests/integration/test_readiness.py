@@ -161,7 +161,7 @@ def outage_rig(
     }
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(*, cut_before_start: tuple[str, ...] = ()) -> Server:
+    def start(*, cut_before_start: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Server:
         for name in cut_before_start:
             proxies[name].cut()
         port = free_port()
@@ -177,6 +177,7 @@ def outage_rig(
             "PHOENIX_PRELOAD_MODELS": "1",
             "PHOENIX_MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "PHOENIX_DATA_DIR": str(tmp_path / "server"),
+            **(env or {}),
         }
         log = tmp_path / f"server-{port}.log"
         process = subprocess.Popen(
@@ -233,6 +234,31 @@ def test_shared_dependencies_down_leave_the_process_ready_and_serving(
     finally:
         kafka_broker.thaw()
     _readyz_until(server.base, _component("event_bus", "ok"))
+
+
+def test_hung_dependencies_are_degraded_within_the_deadline(outage_rig: Any) -> None:
+    """A PostgreSQL or Redis that accepts and never answers (frozen, partitioned) must
+    not stall the probe past PHOENIX_READINESS_TIMEOUT_S (1 s here): degraded, ready."""
+    server = outage_rig(env={"PHOENIX_READINESS_TIMEOUT_S": "1"})
+    proxies = outage_rig.proxies
+    _readyz_until(server.base, lambda status, body: status == 200)
+    assert _predict(server.base, server.key) == 200  # the key is known from here on
+
+    for name, component in (("postgres", "database"), ("redis", "cache")):
+        proxies[name].freeze()
+        try:
+            # Unbounded, the database check would never return (the client gives up
+            # after 15 s); the second probe finds the first check still hung.
+            for _ in range(2):
+                status, body = _get(f"{server.base}/readyz")
+                assert status == 200, body
+                assert body["status"] == "ready"
+                assert body["components"][component]["status"] == "degraded", body
+                assert "no answer" in body["components"][component]["error"], body
+            assert _predict(server.base, server.key) == 200
+        finally:
+            proxies[name].thaw()
+        _readyz_until(server.base, _component(component, "ok"))
 
 
 def test_start_up_without_the_registry_is_unready_until_it_is_back(outage_rig: Any) -> None:
