@@ -161,7 +161,9 @@ def outage_rig(
     }
     processes: list[subprocess.Popen[bytes]] = []
 
-    def start(*, cut_before_start: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Server:
+    def start(
+        *, cut_before_start: tuple[str, ...] = (), env: dict[str, str] | None = None
+    ) -> Server:
         for name in cut_before_start:
             proxies[name].cut()
         port = free_port()
