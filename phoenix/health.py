@@ -56,7 +56,8 @@ class ComponentStatus:
     degraded: bool = False
 
 
-ComponentCheck = Callable[[], ComponentStatus | list[tuple[str, ComponentStatus]]]
+CheckResult = ComponentStatus | list[tuple[str, ComponentStatus]]
+ComponentCheck = Callable[[], CheckResult]
 
 
 @dataclass
@@ -135,9 +136,7 @@ def readiness_report() -> tuple[bool, dict[str, Any]]:
     return all(c["status"] != "fail" for c in components.values()), components
 
 
-def _within_deadline(
-    name: str, check: _Check
-) -> ComponentStatus | list[tuple[str, ComponentStatus]]:
+def _within_deadline(name: str, check: _Check) -> CheckResult:
     """The check's answer from a thread of its own, or a failure once the deadline passes.
 
     A daemon thread, not a pool: a check hung on a frozen service must not hold up the
@@ -149,7 +148,8 @@ def _within_deadline(
             return ComponentStatus(
                 ok=False, detail={"error": "no answer yet to the previous check (hung?)"}
             )
-        check.pending = future = Future()
+        future: Future[CheckResult] = Future()
+        check.pending = future
 
     def run() -> None:
         try:
