@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import Q
 
 from models_registry.models import ModelVersion
+from monitoring import performance
 from monitoring.models import PerformanceReport, PerformanceStatus, PredictionLog
+
+logger = logging.getLogger("phoenix.performance")
 
 
 @dataclass(frozen=True)
@@ -120,3 +125,111 @@ def performance_event(report: PerformanceReport) -> dict[str, Any]:
         "holdout": report.holdout,
         "degraded_metrics": [c["metric"] for c in report.comparisons if c.get("degraded")],
     }
+
+
+@dataclass(frozen=True)
+class PerformanceSeries:
+    """One version's performance over time, as the model page charts it."""
+
+    version: str
+    arm: str
+    task: str
+    metric: str  # the primary metric charted (accuracy or mae)
+    holdout: float | None
+    latest: PerformanceReport | None
+    points: list[dict[str, Any]]
+
+    def chart_data(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "arm": self.arm,
+            "task": self.task,
+            "metric": self.metric,
+            "holdout": self.holdout,
+            "points": self.points,
+        }
+
+
+def performance_point(report: PerformanceReport) -> dict[str, Any]:
+    """One chart point: window end (epoch seconds), the metrics, labelled share, status."""
+    return {
+        "t": report.window_end.timestamp(),
+        "status": report.status,
+        "labelled": report.labelled,
+        "labelled_share": report.labelled_share,
+        **{k: v for k, v in report.metrics.items() if isinstance(v, int | float) or v is None},
+    }
+
+
+def performance_series(
+    *, versions: list[tuple[str, ModelVersion]], limit: int = 200
+) -> list[PerformanceSeries]:
+    """Each (arm, version)'s reports over time, oldest first, with the holdout value of
+    the charted metric (a version checked under no task yet charts its signature's)."""
+    series = []
+    for arm, version in versions:
+        reports = performance_reports_series(version=version, limit=limit)
+        task = reports[-1].task if reports else version_task(version)
+        metric = performance.PRIMARY_METRIC[cast(performance.Task, task)]
+        holdout = (version.metrics or {}).get(metric)
+        series.append(
+            PerformanceSeries(
+                version=version.version,
+                arm=arm,
+                task=task,
+                metric=metric,
+                holdout=float(holdout) if isinstance(holdout, int | float) else None,
+                latest=reports[-1] if reports else None,
+                points=[performance_point(r) for r in reports],
+            )
+        )
+    return series
+
+
+_class_labels_cache: dict[str, tuple[Any, ...] | None] = {}
+_cache_lock = threading.Lock()
+
+
+def version_task(version: ModelVersion) -> performance.Task:
+    """Classifier or regressor, from the version's tag, ONNX metadata or outputs."""
+    metadata = (version.framework or {}).get("metadata_props", {}) or {}
+    return performance.task_detect(
+        outputs=(version.signature or {}).get("outputs", []),
+        declared=[(version.tags or {}).get("task"), metadata.get("task")],
+    )
+
+
+def version_class_labels(version: ModelVersion) -> tuple[Any, ...] | None:
+    """The class labels in the order of the model's probability columns, read from the
+    classifier node of its ONNX graph (cached per file), or None when none is found."""
+    with _cache_lock:
+        if version.sha256 in _class_labels_cache:
+            return _class_labels_cache[version.sha256]
+    labels = _graph_class_labels(version)
+    with _cache_lock:
+        _class_labels_cache[version.sha256] = labels
+    return labels
+
+
+def _graph_class_labels(version: ModelVersion) -> tuple[Any, ...] | None:
+    try:
+        import onnx
+        from onnx import helper
+
+        model = onnx.load(version.file.path, load_external_data=False)
+    except Exception as exc:  # a missing or unreadable file: fall back on the rows
+        logger.info("class labels of %s not read: %s", version, exc)
+        return None
+    for node in model.graph.node:
+        for attribute in node.attribute:
+            if attribute.name in ("classlabels_ints", "classlabels_int64s", "classlabels_strings"):
+                values = helper.get_attribute_value(attribute)
+                if values:
+                    return tuple(v.decode() if isinstance(v, bytes) else v for v in values)
+    return None
+
+
+def performance_cache_clear() -> None:
+    """Forget the class labels read from model files (tests)."""
+    with _cache_lock:
+        _class_labels_cache.clear()

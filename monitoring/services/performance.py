@@ -17,7 +17,6 @@ them (``accuracy``, ``roc_auc``; ``mae``, ``rmse``).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -36,6 +35,8 @@ from monitoring.selectors.performance import (
     performance_report_previous_verdict,
     performance_version_get,
     performance_window_load,
+    version_class_labels,
+    version_task,
 )
 from monitoring.services.alerts import alert_create
 from monitoring.services.dashboard_push import dashboard_event_push
@@ -74,48 +75,6 @@ PERFORMANCE_LABEL_DELAY = Gauge(
     ["model", "version", "quantile"],
     multiprocess_mode="mostrecent",
 )
-
-_class_labels_cache: dict[str, tuple[Any, ...] | None] = {}
-_cache_lock = threading.Lock()
-
-
-def version_task(version: ModelVersion) -> performance.Task:
-    """Classifier or regressor, from the version's tag, ONNX metadata or outputs."""
-    metadata = (version.framework or {}).get("metadata_props", {}) or {}
-    return performance.task_detect(
-        outputs=(version.signature or {}).get("outputs", []),
-        declared=[(version.tags or {}).get("task"), metadata.get("task")],
-    )
-
-
-def version_class_labels(version: ModelVersion) -> tuple[Any, ...] | None:
-    """The class labels in the order of the model's probability columns, read from the
-    classifier node of its ONNX graph (cached per file), or None when none is found."""
-    with _cache_lock:
-        if version.sha256 in _class_labels_cache:
-            return _class_labels_cache[version.sha256]
-    labels = _graph_class_labels(version)
-    with _cache_lock:
-        _class_labels_cache[version.sha256] = labels
-    return labels
-
-
-def _graph_class_labels(version: ModelVersion) -> tuple[Any, ...] | None:
-    try:
-        import onnx
-        from onnx import helper
-
-        model = onnx.load(version.file.path, load_external_data=False)
-    except Exception as exc:  # a missing or unreadable file: fall back on the rows
-        logger.info("class labels of %s not read: %s", version, exc)
-        return None
-    for node in model.graph.node:
-        for attribute in node.attribute:
-            if attribute.name in ("classlabels_ints", "classlabels_int64s", "classlabels_strings"):
-                values = helper.get_attribute_value(attribute)
-                if values:
-                    return tuple(v.decode() if isinstance(v, bytes) else v for v in values)
-    return None
 
 
 def _class_order(
@@ -333,9 +292,3 @@ def _dashboard_push(report: PerformanceReport) -> None:
     event = performance_event(report)
     event.pop("holdout", None)
     dashboard_event_push("performance", event)
-
-
-def performance_cache_clear() -> None:
-    """Forget the class labels read from model files (tests)."""
-    with _cache_lock:
-        _class_labels_cache.clear()
