@@ -83,7 +83,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
             "can_move_stage": stage_move_allowed(request.user),
             "performance": performance,
             "performance_chart": {"series": [s.chart_data() for s in performance]},
-            "recent_predictions": prediction_log_recent(model_name=served.name),
+            "recent_predictions": prediction_log_recent(model_name=served.name, limit=12),
             "ws_path": f"/ws/models/{served.name}/",
         },
     )

@@ -139,6 +139,25 @@ class PerformanceSeries:
     latest: PerformanceReport | None
     points: list[dict[str, Any]]
 
+    @property
+    def metric_rows(self) -> list[dict[str, Any]]:
+        """The latest report's metrics in the task's order, each with its holdout value
+        and whether it counted as a drop (None: not compared)."""
+        if self.latest is None:
+            return []
+        compared = {c.get("metric"): c for c in self.latest.comparisons}
+        names = performance.METRICS_BY_TASK.get(cast(performance.Task, self.latest.task), ())
+        return [
+            {
+                "metric": name,
+                "value": self.latest.metrics.get(name),
+                "holdout": compared.get(name, {}).get("holdout"),
+                "degraded": compared.get(name, {}).get("degraded"),
+            }
+            for name in names
+            if name in self.latest.metrics
+        ]
+
     def chart_data(self) -> dict[str, Any]:
         return {
             "version": self.version,

@@ -295,12 +295,13 @@ function fmtAttribution(value) {
 function renderExplanation(target, answer) {
   target.innerHTML = "";
   const head = document.createElement("p");
-  head.textContent = `v${answer.version} predicted ${JSON.stringify(answer.prediction)}` +
-    (answer.actual !== null && answer.actual !== undefined ? ` (actual ${JSON.stringify(answer.actual)})` : "") +
-    `: ${answer.explained} = ${fmtNumber(answer.baseline, 4)} baseline + the attributions = ${fmtNumber(answer.value, 4)}`;
+  const actual = answer.actual !== null && answer.actual !== undefined ? ` (actual ${JSON.stringify(answer.actual)})` : "";
+  head.textContent = `v${answer.version} predicted ${JSON.stringify(answer.prediction)}${actual}. ` +
+    `Explained: ${answer.explained}, ${fmtNumber(answer.value, 4)} = baseline ${fmtNumber(answer.baseline, 4)} + the attributions below.`;
   const method = document.createElement("p");
   method.className = "muted small";
-  method.textContent = `${answer.method}, ${answer.coalitions} coalitions; the attributions add up within ${answer.tolerance}.`;
+  const coalitions = answer.coalitions ? `, ${answer.coalitions} coalitions` : "";
+  method.textContent = `${answer.method}${coalitions}; they add up within ${answer.tolerance}.`;
   const list = document.createElement("ul");
   list.className = "attributions";
   const largest = Math.max(1e-12, ...answer.attributions.map((a) => Math.abs(a.attribution)));
