@@ -19,6 +19,7 @@ not judged.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -93,12 +94,13 @@ def label_key(value: Any) -> Any:
     strings stay strings. Lists of one value (a batch row logged as [x]) are unwrapped."""
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    if isinstance(value, numbers.Integral):
         return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return int(number) if math.isfinite(number) and number.is_integer() else number
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -106,7 +108,7 @@ def label_key(value: Any) -> Any:
         except ValueError:
             return text
         return int(number) if math.isfinite(number) and number.is_integer() else text
-    return value if isinstance(value, float) else str(value)
+    return str(value)
 
 
 def number_or_none(value: Any) -> float | None:

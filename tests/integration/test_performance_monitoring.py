@@ -510,3 +510,140 @@ def test_panel_answers_404_for_a_row_of_another_model(
 
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "not_found"
+
+
+# --- the demo model, scored for real ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_model() -> dict[str, Any]:
+    """The demo champion trained from its seed, its holdout metrics as train_demo_models
+    records them, and 800 new customers scored by the ONNX model (labels, probabilities)."""
+    import onnxruntime as ort
+
+    from phoenix.demo import credit_risk as demo
+
+    X, y, names = demo.generate_customers(n=3000, seed=demo.DEFAULT_SEED)
+    model_bytes = demo.to_onnx_bytes(demo.train_champion(X[:2400], y[:2400]), names)
+    holdout = demo.evaluate_onnx(model_bytes, X[2400:], y[2400:])
+    new_X, new_y, _ = demo.generate_customers(n=800, seed=7)
+    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    labels, proba = session.run(None, {session.get_inputs()[0].name: new_X.astype(np.float32)})
+    return {
+        "bytes": model_bytes,
+        "holdout": holdout,
+        "names": names,
+        "X": new_X,
+        "y": new_y,
+        "labels": np.asarray(labels),
+        "proba": np.asarray(proba),
+    }
+
+
+def _demo_logged(demo_model: dict[str, Any], *, flip_share: float) -> ModelVersion:
+    from models_registry.services import model_version_register
+
+    version = model_version_register(
+        model_name="credit-risk",
+        file=io.BytesIO(demo_model["bytes"]),
+        stage="production",
+        metrics=demo_model["holdout"],
+    )
+    y = demo_model["y"].copy()
+    flipped = np.random.default_rng(3).random(len(y)) < flip_share
+    y[flipped] = 1 - y[flipped]
+    at = timezone.now() - timedelta(minutes=30)
+    PredictionLog.objects.bulk_create(
+        PredictionLog(
+            event_id=uuid.uuid4(),
+            request_id=uuid.uuid4().hex,
+            model_name="credit-risk",
+            version=version.version,
+            routed_by="single:champion",
+            features=dict(zip(demo_model["names"], map(float, row), strict=True)),
+            prediction=int(label),
+            probabilities=[float(p) for p in probs],
+            confidence=float(max(probs)),
+            latency_ms=1.0,
+            created_at=at,
+            actual=int(truth),
+            actual_at=at + timedelta(minutes=5),
+        )
+        for row, label, probs, truth in zip(
+            demo_model["X"], demo_model["labels"], demo_model["proba"], y, strict=True
+        )
+    )
+    return version
+
+
+def test_demo_model_on_its_own_world_holds_its_holdout_metrics(demo_model: dict[str, Any]) -> None:
+    version = _demo_logged(demo_model, flip_share=0.0)
+
+    report = _compute(version)
+
+    assert report.status == "ok", report.comparisons
+    assert report.metrics["accuracy"] == pytest.approx(
+        accuracy_score(demo_model["y"], demo_model["labels"])
+    )
+    assert report.metrics["roc_auc"] == pytest.approx(
+        roc_auc_score(demo_model["y"], demo_model["proba"][:, 1])
+    )
+    assert abs(report.metrics["accuracy"] - demo_model["holdout"]["accuracy"]) < 0.05
+    assert not Alert.objects.exists()
+
+
+def test_demo_model_in_a_changed_world_loses_accuracy_and_alerts(
+    demo_model: dict[str, Any],
+) -> None:
+    version = _demo_logged(demo_model, flip_share=0.35)
+
+    report = _compute(version)
+
+    assert report.status == "degraded"
+    assert "accuracy" in [c["metric"] for c in report.comparisons if c["degraded"]]
+    assert Alert.objects.filter(kind="performance", model_version=version).exists()
+    assert RetrainingJob.objects.filter(model=version.model).exists()
+
+
+def test_multiclass_columns_follow_the_graphs_class_labels(tmp_path: Path) -> None:
+    from models_registry.services import model_version_register
+    from monitoring.selectors.performance import version_class_labels
+    from tests.inference_support import onnx_text_classifier
+
+    version = model_version_register(
+        model_name="tickets",
+        file=onnx_text_classifier(tmp_path / "text.onnx"),
+        stage="production",
+        metrics={"accuracy": 0.9},
+    )
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, size=300)
+    logits = rng.normal(size=(300, 3)) + 1.2 * np.eye(3)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    at = timezone.now() - timedelta(minutes=5)
+    PredictionLog.objects.bulk_create(
+        PredictionLog(
+            event_id=uuid.uuid4(),
+            request_id=uuid.uuid4().hex,
+            model_name="tickets",
+            version=version.version,
+            routed_by="single:champion",
+            features={"text": "refund my order"},
+            prediction=int(p.argmax()),
+            probabilities=p.tolist(),
+            confidence=float(p.max()),
+            latency_ms=1.0,
+            created_at=at,
+            actual=int(truth),
+            actual_at=at,
+        )
+        for p, truth in zip(proba, y, strict=True)
+    )
+
+    report = _compute(version)
+
+    assert version_class_labels(version) == (0, 1, 2)
+    assert report.task == "classification"
+    assert report.metrics["roc_auc"] == pytest.approx(
+        roc_auc_score(y, proba, multi_class="ovr", average="macro")
+    )

@@ -169,3 +169,12 @@ def test_metrics_missing_on_either_side_are_not_judged() -> None:
     assert not verdict.degraded
     with pytest.raises(ValueError, match="negative"):
         performance.performance_verdict({}, {}, max_drop=-1, max_error_increase=0)
+
+
+def test_numpy_labels_compare_as_python_ones() -> None:
+    metrics = performance.classification_metrics(
+        np.array([0, 1, 1]).tolist(), list(np.array([0, 1, 0], dtype=np.int64))
+    )
+    assert metrics["accuracy"] == pytest.approx(2 / 3)
+    assert performance.label_key(np.float32(2.0)) == 2
+    assert performance.label_key(np.float64(0.5)) == 0.5
