@@ -12,8 +12,13 @@ the version's holdout metrics from the registry, and calls these.
 
 A version is *degraded* when a score fell more than ``max_drop`` (absolute) below its
 holdout value (accuracy, ROC AUC), or an error grew more than ``max_error_increase``
-(relative) above it (MAE, RMSE). Metrics the holdout does not record are reported but
-not judged.
+(relative) above it (MAE, RMSE), and the window's labels show it beyond chance: a
+one-sided test at ``alpha`` that the metric is past that limit (exact binomial for
+accuracy, Hanley-McNeil's standard error for a binary ROC AUC, one-sample t-tests on
+the absolute and squared errors for MAE and RMSE). Without the test, with a hundred
+labels, a model exactly at its limit would read below it in 45 % of checks, and one
+still at its holdout accuracy of 0.75 would read five points below it in 10 %.
+Metrics the holdout does not record are reported but not judged.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import stats
 from sklearn.metrics import (
     accuracy_score,
     mean_absolute_error,
@@ -51,6 +57,8 @@ METRICS_BY_TASK: dict[Task, tuple[str, ...]] = {
 PRIMARY_METRIC: dict[Task, str] = {CLASSIFICATION: "accuracy", REGRESSION: "mae"}
 
 ECE_BINS = 10
+# Exactly at a limit is within it: 0.75 - 0.70 is 0.05000000000000004 in floats.
+_EPSILON = 1e-9
 
 _TASK_WORDS: dict[str, Task] = {
     "classification": CLASSIFICATION,
@@ -245,6 +253,76 @@ def label_delay_summary(delays_s: Sequence[float]) -> dict[str, float | None]:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What the window's significance tests need beyond the metrics: per labelled row,
+    whether the prediction was right (classifiers), the count of each class of a binary
+    ROC AUC, and the errors (regressors). Missing parts leave their tests out."""
+
+    correct: NDArray[Any] | None = None
+    auc_positives: int | None = None
+    auc_negatives: int | None = None
+    errors: NDArray[Any] | None = None  # prediction - actual
+
+
+def classification_evidence(
+    actual: Sequence[Any], predicted: Sequence[Any], *, binary_classes: Sequence[Any] | None
+) -> Evidence:
+    """Right/wrong per row, and, for a binary model (``binary_classes`` its two labels,
+    positive second), how many rows of each class: what ``performance_verdict`` tests."""
+    y = [label_key(a) for a in actual]
+    p = [label_key(v) for v in predicted]
+    correct = np.asarray([a == b for a, b in zip(y, p, strict=True)], dtype=bool)
+    if binary_classes is None or len(binary_classes) != 2:
+        return Evidence(correct=correct)
+    positive = label_key(binary_classes[1])
+    positives = sum(1 for v in y if v == positive)
+    return Evidence(correct=correct, auc_positives=positives, auc_negatives=len(y) - positives)
+
+
+def regression_evidence(actual: Sequence[float], predicted: Sequence[float]) -> Evidence:
+    return Evidence(
+        errors=np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    )
+
+
+def _p_score_below(metric: str, current: float, limit: float, evidence: Evidence) -> float | None:
+    """One-sided p-value of "the true score is at least ``limit``" given the window."""
+    if metric == "accuracy" and evidence.correct is not None and evidence.correct.size:
+        hits, n = int(evidence.correct.sum()), int(evidence.correct.size)
+        if limit <= 0.0:
+            return 1.0
+        if limit >= 1.0:
+            return 0.0 if hits < n else 1.0
+        return float(stats.binomtest(hits, n, p=limit, alternative="less").pvalue)
+    if metric == "roc_auc" and evidence.auc_positives and evidence.auc_negatives:
+        # Hanley & McNeil (1982): the AUC's standard error from the two class sizes,
+        # evaluated at the limit (the null hypothesis), then a one-sided z-test.
+        a = min(max(limit, 1e-9), 1 - 1e-9)
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        n1, n0 = evidence.auc_positives, evidence.auc_negatives
+        variance = (a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0)
+        if variance <= 0:
+            return None
+        return float(stats.norm.cdf((current - limit) / math.sqrt(variance)))
+    return None
+
+
+def _p_error_above(metric: str, limit: float, evidence: Evidence) -> float | None:
+    """One-sided p-value of "the true error is at most ``limit``" given the window."""
+    if evidence.errors is None or evidence.errors.size < 2:
+        return None
+    if metric == "mae":
+        samples, bound = np.abs(evidence.errors), limit
+    elif metric == "rmse":
+        samples, bound = evidence.errors**2, limit**2
+    else:
+        return None
+    if float(np.std(samples)) == 0.0:
+        return 0.0 if float(samples[0]) > bound else 1.0
+    return float(stats.ttest_1samp(samples, bound, alternative="greater").pvalue)
+
+
+@dataclass(frozen=True)
 class Comparison:
     """One metric of the window against its holdout value."""
 
@@ -254,6 +332,8 @@ class Comparison:
     change: float  # current - holdout (scores); (current - holdout) / holdout (errors)
     limit: float
     degraded: bool
+    # One-sided p-value that the metric is past its limit only by chance (None: untested).
+    p_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -272,30 +352,44 @@ def performance_verdict(
     *,
     max_drop: float,
     max_error_increase: float,
+    evidence: Evidence | None = None,
+    alpha: float = 0.05,
 ) -> Verdict:
     """Compare the window's metrics with the version's holdout metrics.
 
     A score (accuracy, ROC AUC) is degraded when it is more than ``max_drop`` below the
     holdout value (absolute: 0.05 is five points of accuracy); an error (MAE, RMSE)
     when it is more than ``max_error_increase`` above it, relative to it (0.2: 20 %
-    larger). A metric missing on either side is not compared. Raises ValueError for a
-    negative threshold.
+    larger). With ``evidence``, the shortfall must also be significant: the one-sided
+    test that the metric is past its limit has a p-value below ``alpha`` (a metric with
+    no test, such as a multiclass ROC AUC, is judged by its value). A metric missing on
+    either side is not compared. Raises ValueError for a negative threshold or an alpha
+    outside (0, 1).
     """
     if max_drop < 0 or max_error_increase < 0:
         raise ValueError("performance thresholds must not be negative")
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be in (0, 1)")
     comparisons: list[Comparison] = []
     for metric in (*SCORES, *ERRORS):
         now, then = current.get(metric), _finite(holdout.get(metric))
         if now is None or then is None or not math.isfinite(now):
             continue
+        p_value: float | None = None
         if metric in SCORES:
             change = now - then
-            degraded = -change > max_drop
+            degraded = -change > max_drop + _EPSILON
             limit = max_drop
+            if evidence is not None:
+                p_value = _p_score_below(metric, now, then - max_drop, evidence)
         else:
             change = (now - then) / then if then > 0 else (math.inf if now > 0 else 0.0)
-            degraded = change > max_error_increase
+            degraded = change > max_error_increase + _EPSILON
             limit = max_error_increase
+            if evidence is not None:
+                p_value = _p_error_above(metric, then * (1 + max_error_increase), evidence)
+        if p_value is not None:
+            degraded = degraded and p_value < alpha
         comparisons.append(
             Comparison(
                 metric=metric,
@@ -304,6 +398,7 @@ def performance_verdict(
                 change=float(change),
                 limit=limit,
                 degraded=bool(degraded),
+                p_value=p_value,
             )
         )
     return Verdict(degraded=any(c.degraded for c in comparisons), comparisons=comparisons)

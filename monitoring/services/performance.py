@@ -94,27 +94,40 @@ def _class_order(
     return None
 
 
-def _classification(version: ModelVersion, window: LabelledWindow) -> dict[str, float | None]:
+Measured = tuple[dict[str, float | None], performance.Evidence]
+
+
+def _classification(version: ModelVersion, window: LabelledWindow) -> Measured:
     probabilities = window.probabilities
     proba: list[Any] | None = None
     if probabilities and all(isinstance(p, list) and p for p in probabilities):
         widths = {len(p) for p in probabilities}
         proba = probabilities if len(widths) == 1 else None
     classes = _class_order(version, window, len(proba[0])) if proba else None
-    return performance.classification_metrics(
+    metrics = performance.classification_metrics(
         window.actuals, window.predictions, proba, classes=classes
     )
+    evidence = performance.classification_evidence(
+        window.actuals,
+        window.predictions,
+        binary_classes=classes if classes is not None and len(classes) == 2 else None,
+    )
+    return metrics, evidence
 
 
-def _regression(window: LabelledWindow) -> dict[str, float | None]:
+def _regression(window: LabelledWindow) -> Measured:
     pairs = [
         (performance.number_or_none(a), performance.number_or_none(p))
         for a, p in zip(window.actuals, window.predictions, strict=True)
     ]
     usable = [(a, p) for a, p in pairs if a is not None and p is not None]
     if not usable:
-        return {"mae": None, "rmse": None}
-    return dict(performance.regression_metrics([a for a, _ in usable], [p for _, p in usable]))
+        return {"mae": None, "rmse": None}, performance.Evidence()
+    actual, predicted = [a for a, _ in usable], [p for _, p in usable]
+    return (
+        dict(performance.regression_metrics(actual, predicted)),
+        performance.regression_evidence(actual, predicted),
+    )
 
 
 def performance_report_compute(
@@ -125,7 +138,8 @@ def performance_report_compute(
     Saves and returns the report: ``insufficient_data`` (metrics when there are any
     labels, no verdict) below PHOENIX_PERFORMANCE_MIN_LABELS labelled rows, else ``ok``
     or ``degraded`` from ``monitoring.performance.performance_verdict`` against the
-    version's registry metrics.
+    version's registry metrics, a drop counting when it is significant at
+    PHOENIX_PERFORMANCE_ALPHA.
     """
     end = now or timezone.now()
     start = end - window
@@ -139,8 +153,9 @@ def performance_report_compute(
     )
     delay = performance.label_delay_summary(loaded.delays_s)
     metrics: dict[str, float | None] = {}
+    evidence = performance.Evidence()
     if loaded.actuals:
-        metrics = (
+        metrics, evidence = (
             _classification(version, loaded)
             if task == performance.CLASSIFICATION
             else _regression(loaded)
@@ -170,6 +185,8 @@ def performance_report_compute(
             holdout,
             max_drop=settings.PHOENIX_PERFORMANCE_MAX_DROP,
             max_error_increase=settings.PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE,
+            evidence=evidence,
+            alpha=settings.PHOENIX_PERFORMANCE_ALPHA,
         )
         report.status = PerformanceStatus.DEGRADED if verdict.degraded else PerformanceStatus.OK
         report.comparisons = [
@@ -179,6 +196,7 @@ def performance_report_compute(
                 "holdout": c.holdout,
                 "change": c.change,
                 "limit": c.limit,
+                "p_value": c.p_value,
                 "degraded": c.degraded,
             }
             for c in verdict.comparisons

@@ -265,6 +265,9 @@ PHOENIX_PERFORMANCE_MAX_DROP: float = env.float("PHOENIX_PERFORMANCE_MAX_DROP", 
 PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE: float = env.float(
     "PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE", default=0.2
 )
+# A drop counts only when the window's labels show it beyond chance: a one-sided test at
+# this level that the metric is past its limit (monitoring.performance).
+PHOENIX_PERFORMANCE_ALPHA: float = env.float("PHOENIX_PERFORMANCE_ALPHA", default=0.05)
 # The newest predictions of a window that are read; more adds time, not much signal.
 PHOENIX_PERFORMANCE_MAX_ROWS: int = env.int("PHOENIX_PERFORMANCE_MAX_ROWS", default=100_000)
 if PHOENIX_PERFORMANCE_MAX_DROP < 0 or PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE < 0:
@@ -272,6 +275,8 @@ if PHOENIX_PERFORMANCE_MAX_DROP < 0 or PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE < 
         "PHOENIX_PERFORMANCE_MAX_DROP and PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE must not be "
         "negative."
     )
+if not 0 < PHOENIX_PERFORMANCE_ALPHA < 1:
+    raise ImproperlyConfigured("PHOENIX_PERFORMANCE_ALPHA must be between 0 and 1.")
 # Models (names, or "*") whose retrained challenger starts an experiment by itself:
 # shadow, then the canary steps, promoted when the test says better with guards held.
 PHOENIX_EXPERIMENT_AUTOSTART: list[str] = env.list("PHOENIX_EXPERIMENT_AUTOSTART", default=[])

@@ -178,3 +178,98 @@ def test_numpy_labels_compare_as_python_ones() -> None:
     assert metrics["accuracy"] == pytest.approx(2 / 3)
     assert performance.label_key(np.float32(2.0)) == 2
     assert performance.label_key(np.float64(0.5)) == 0.5
+
+
+# --- significance: a drop counts when the labels show it beyond chance --------------------
+
+RUNS = 1000
+HOLDOUT_ACCURACY = 0.75
+MAX_DROP = 0.05
+
+
+def _alarm_rate(true_accuracy: float, labels: int, *, evidence: bool, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    alarms = 0
+    for _ in range(RUNS):
+        correct = rng.random(labels) < true_accuracy
+        verdict = performance.performance_verdict(
+            {"accuracy": float(correct.mean())},
+            {"accuracy": HOLDOUT_ACCURACY},
+            max_drop=MAX_DROP,
+            max_error_increase=0.2,
+            evidence=performance.Evidence(correct=correct) if evidence else None,
+            alpha=0.05,
+        )
+        alarms += verdict.degraded
+    return alarms / RUNS
+
+
+def _binomial_upper(rate: float, runs: int = RUNS) -> float:
+    # The rate plus 3 standard errors: what 1,000 seeded runs can show of a true rate.
+    return rate + 3 * math.sqrt(rate * (1 - rate) / runs)
+
+
+def test_a_model_at_its_limit_alarms_at_most_alpha_of_the_time() -> None:
+    # Exactly at the limit (holdout - max_drop), 100 labels per check.
+    with_test = _alarm_rate(HOLDOUT_ACCURACY - MAX_DROP, 100, evidence=True)
+    value_only = _alarm_rate(HOLDOUT_ACCURACY - MAX_DROP, 100, evidence=False)
+
+    assert with_test <= _binomial_upper(0.05)
+    assert value_only > 0.4  # the bare threshold: nearly a coin toss
+
+
+def test_an_unchanged_model_rarely_alarms() -> None:
+    assert _alarm_rate(HOLDOUT_ACCURACY, 100, evidence=True) <= _binomial_upper(0.01)
+    assert _alarm_rate(HOLDOUT_ACCURACY, 100, evidence=False) > 0.05
+
+
+def test_a_real_drop_is_found_with_a_few_hundred_labels() -> None:
+    # Ten points below the limit: 400 labels find it nearly always.
+    assert _alarm_rate(0.60, 400, evidence=True) >= 0.98
+
+
+def test_error_increase_is_tested_on_the_errors() -> None:
+    rng = np.random.default_rng(1)
+    actual = rng.normal(size=400)
+    # Errors N(0, 2): MAE 1.6 and RMSE 2.0, against limits of 1.2 and 1.5.
+    noisy = performance.regression_evidence(actual, actual + rng.normal(0, 2.0, size=400))
+    small = performance.regression_evidence(actual[:3], actual[:3] + rng.normal(0, 2.0, size=3))
+    holdout = {"mae": 1.0, "rmse": 1.25}
+
+    def judge(evidence: performance.Evidence) -> performance.Verdict:
+        errors = evidence.errors
+        assert errors is not None
+        return performance.performance_verdict(
+            {"mae": float(np.abs(errors).mean()), "rmse": float(np.sqrt((errors**2).mean()))},
+            holdout,
+            max_drop=0.05,
+            max_error_increase=0.2,
+            evidence=evidence,
+        )
+
+    found = judge(noisy)
+    assert found.degraded_metrics == ["mae", "rmse"]
+    assert all(c.p_value is not None and c.p_value < 1e-6 for c in found.comparisons)
+    # Three rows cannot show it, whatever their mean says.
+    assert not judge(small).degraded
+
+
+def test_binary_roc_auc_drop_is_tested_with_hanley_mcneil() -> None:
+    evidence = performance.classification_evidence(
+        [0, 1] * 150, [0, 1] * 150, binary_classes=[0, 1]
+    )
+    assert (evidence.auc_positives, evidence.auc_negatives) == (150, 150)
+
+    clear = performance.performance_verdict(
+        {"roc_auc": 0.70}, {"roc_auc": 0.85}, max_drop=0.05, max_error_increase=0.2,
+        evidence=evidence,
+    )  # fmt: skip
+    marginal = performance.performance_verdict(
+        {"roc_auc": 0.78}, {"roc_auc": 0.85}, max_drop=0.05, max_error_increase=0.2,
+        evidence=evidence,
+    )  # fmt: skip
+
+    assert clear.degraded
+    assert (clear.comparisons[0].p_value or 1.0) < 0.001
+    assert not marginal.degraded  # 0.78 vs a limit of 0.80: within the noise of 300 rows
+    assert (marginal.comparisons[0].p_value or 0.0) > 0.05

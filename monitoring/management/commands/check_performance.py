@@ -71,4 +71,6 @@ class Command(BaseCommand):
             if metric in compared:
                 c = compared[metric]
                 line += f"  holdout {c['holdout']:.4f}  {'DROP' if c['degraded'] else 'ok'}"
+                if c.get("p_value") is not None:
+                    line += f"  (p {c['p_value']:.3g})"
             self.stdout.write(line)
