@@ -154,6 +154,14 @@ def test_report_metrics_equal_sklearn_with_labelled_share_and_delay(
     assert _gauge("phoenix_performance_degraded", **labels) == 0.0
     assert _gauge("phoenix_performance_labelled_share", **labels) == pytest.approx(0.75)
     assert _gauge("phoenix_performance_label_delay_seconds", **labels, quantile="0.5") == 180.0
+    # Bounded labels: the metric label takes only the module's metric names.
+    exported = {
+        sample.labels["metric"]
+        for family in REGISTRY.collect()
+        if family.name == "phoenix_performance_metric"
+        for sample in family.samples
+    }
+    assert exported <= {"accuracy", "roc_auc", "ece", "mae", "rmse"}
 
 
 def test_accuracy_drop_with_labels_raises_an_alert_and_requests_retraining(
