@@ -655,3 +655,17 @@ def test_multiclass_columns_follow_the_graphs_class_labels(tmp_path: Path) -> No
     assert report.metrics["roc_auc"] == pytest.approx(
         roc_auc_score(y, proba, multi_class="ovr", average="macro")
     )
+
+
+def test_admin_lists_performance_reports(classifier: ModelVersion) -> None:
+    _classifier_rows(classifier, n=150, accuracy=0.6, labelled=150)
+    report = _compute(classifier)
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", password="pw-root-1"))
+
+    listing = admin.get("/admin/monitoring/performancereport/")
+    detail = admin.get(f"/admin/monitoring/performancereport/{report.pk}/change/")
+
+    assert listing.status_code == 200
+    assert "Degraded" in listing.content.decode()
+    assert detail.status_code == 200
