@@ -669,3 +669,34 @@ def test_admin_lists_performance_reports(classifier: ModelVersion) -> None:
     assert listing.status_code == 200
     assert "Degraded" in listing.content.decode()
     assert detail.status_code == 200
+
+
+def test_panel_explains_a_text_row_per_token(tmp_path: Path) -> None:
+    from models_registry.services import model_version_register
+    from tests.inference_support import onnx_text_classifier
+
+    version = model_version_register(
+        model_name="tickets", file=onnx_text_classifier(tmp_path / "t.onnx"), stage="production"
+    )
+    row = PredictionLog.objects.create(
+        event_id=uuid.uuid4(),
+        request_id=uuid.uuid4().hex,
+        model_name="tickets",
+        version=version.version,
+        routed_by="single:champion",
+        features={"text": "card was charged twice"},
+        prediction=0,
+        latency_ms=1.0,
+        created_at=timezone.now(),
+    )
+
+    body = _explain(_operator(), "tickets", row.pk).json()
+
+    assert {a["feature"] for a in body["attributions"]} == {
+        "0:card",
+        "1:was",
+        "2:charged",
+        "3:twice",
+    }
+    total = sum(a["attribution"] for a in body["attributions"])
+    assert total == pytest.approx(body["value"] - body["baseline"], abs=body["tolerance"])
