@@ -24,6 +24,7 @@ from monitoring.models import (
     DriftReport,
     Experiment,
     PendingFeedback,
+    PerformanceReport,
     PredictionLog,
     RetrainingJob,
 )
@@ -60,6 +61,23 @@ class PredictionLogAdmin(MonitoringRowAdmin):
     # The log grows without bound: no COUNT(*) over it on every page.
     show_full_result_count = False
     list_per_page = 50
+
+
+@admin.register(PerformanceReport)
+class PerformanceReportAdmin(MonitoringRowAdmin):
+    list_display = (
+        "created_at",
+        "model_version",
+        "task",
+        "status",
+        "labelled",
+        "rows",
+        "labelled_share",
+        "label_delay_p50_s",
+    )
+    list_filter = ("status", "task", "model_version__model__name")
+    list_select_related = ("model_version", "model_version__model")
+    date_hierarchy = "created_at"
 
 
 @admin.register(DriftReport)

@@ -81,10 +81,54 @@ class DriftReport(models.Model):
         return f"{self.model_version}: {self.status} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
+class PerformanceStatus(models.TextChoices):
+    OK = "ok", "Within bounds"
+    DEGRADED = "degraded", "Degraded"
+    INSUFFICIENT_DATA = "insufficient_data", "Too few labels"
+
+
+class PerformanceReport(models.Model):
+    """A version's performance over one window of predictions, from their ground truth.
+
+    ``metrics`` holds the task's metrics (classifier: accuracy, roc_auc, ece; regressor:
+    mae, rmse), ``holdout`` the version's registry metrics they were compared with, and
+    ``comparisons`` each judged metric's change and limit (``monitoring.performance``).
+    """
+
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="performance_reports"
+    )
+    task = models.CharField(max_length=16)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    # Predictions in the window, those of them with a label, and the labelled share.
+    rows = models.PositiveIntegerField()
+    labelled = models.PositiveIntegerField()
+    labelled_share = models.FloatField(null=True, blank=True)
+    # Seconds from prediction to label of the labelled rows.
+    label_delay_p50_s = models.FloatField(null=True, blank=True)
+    label_delay_p95_s = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=32, choices=PerformanceStatus.choices)
+    metrics = models.JSONField(default=dict, blank=True)
+    holdout = models.JSONField(default=dict, blank=True)
+    comparisons = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["model_version", "-window_end"], name="perfreport_version_end"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_version}: {self.status} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
 class AlertKind(models.TextChoices):
     DRIFT = "drift", "Drift"
     RETRAINING = "retraining", "Retraining"
     ROLLBACK = "rollback", "Rollback"
+    PERFORMANCE = "performance", "Performance"
 
 
 class Alert(models.Model):

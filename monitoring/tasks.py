@@ -1,4 +1,5 @@
-"""Celery tasks of the monitoring app: drift checks, retraining, alert webhooks.
+"""Celery tasks of the monitoring app: drift and performance checks, retraining, alert
+webhooks.
 
 Tasks take ids, re-fetch, and call one service. ``check_drift`` is the beat entry
 (schedule in django-celery-beat, editable in admin); it fans out one
@@ -122,3 +123,38 @@ def purge_predictions() -> int:
     from monitoring.services.retention import predictions_purge_by_policy
 
     return predictions_purge_by_policy()
+
+
+# A fanned-out performance check still queued after this long is dropped.
+PERFORMANCE_CHECK_EXPIRES_S = 4 * 60
+
+
+@shared_task(name="monitoring.tasks.check_performance", acks_late=True, ignore_result=True)
+def check_performance(window_s: int | None = None, model_name: str | None = None) -> int:
+    """Beat entry: queue one performance check per served version; returns how many."""
+    from monitoring.selectors.performance import performance_version_ids
+
+    ids = performance_version_ids(model_name=model_name)
+    for version_id in ids:
+        check_performance_version.apply_async(
+            args=(version_id,), kwargs={"window_s": window_s}, expires=PERFORMANCE_CHECK_EXPIRES_S
+        )
+    return len(ids)
+
+
+@shared_task(
+    name="monitoring.tasks.check_performance_version",
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=3,
+    soft_time_limit=120,
+)
+def check_performance_version(version_id: int, window_s: int | None = None) -> dict[str, Any]:
+    """Check one version's performance from its labels now; returns ``{"status",
+    "report_id"}``."""
+    from monitoring.services.performance import performance_check_version
+
+    return performance_check_version(version_id=version_id, window_s=window_s)

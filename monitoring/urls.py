@@ -16,6 +16,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.stage_move,
         name="stage-move",
     ),
+    path(
+        "models/<str:name>/predictions/<int:row_id>/explain/",
+        views.prediction_explain,
+        name="prediction-explain",
+    ),
     path("drift/", views.drift_history, name="drift-history"),
     path("experiments/", views.experiments, name="experiments"),
     path(

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -24,8 +24,11 @@ from monitoring.access import (
 from monitoring.live_snapshot import pipeline_series_read
 from monitoring.selectors import dashboards as selectors
 from monitoring.selectors.experiments import experiments_recent
+from monitoring.selectors.performance import performance_series
+from monitoring.selectors.prediction_log import prediction_log_recent
 from monitoring.services.experiments import experiment_promote, experiment_stop
-from phoenix.exceptions import ApplicationError, NotFound
+from monitoring.services.explanations import prediction_log_explain
+from phoenix.exceptions import ApplicationError, NotFound, error_response
 
 View = Callable[..., HttpResponse]
 
@@ -69,6 +72,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
         (version, report, selectors.drift_features(report))
         for version, report in selectors.latest_drift_reports(served=served)
     ]
+    performance = performance_series(versions=selectors.served_arms(served=served))
     return render(
         request,
         "monitoring/model_detail.html",
@@ -77,8 +81,43 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
             "version_rows": selectors.version_rows(served=served),
             "drift_reports": reports,
             "can_move_stage": stage_move_allowed(request.user),
+            "performance": performance,
+            "performance_chart": {"series": [s.chart_data() for s in performance]},
+            "recent_predictions": prediction_log_recent(model_name=served.name, limit=12),
             "ws_path": f"/ws/models/{served.name}/",
         },
+    )
+
+
+@require_GET
+@dashboard_page
+def prediction_explain(request: HttpRequest, name: str, row_id: int) -> HttpResponse:
+    """The "why this prediction" panel's data: one logged row's attributions (JSON), from
+    the explain service, for the dashboards' people (session, not an API key)."""
+    try:
+        explained = prediction_log_explain(model_name=name, row_id=row_id, user=request.user)
+    except ApplicationError as error:
+        return error_response(error)
+    return JsonResponse(
+        {
+            "row_id": explained.row_id,
+            "request_id": explained.request_id,
+            "model": explained.model,
+            "version": explained.version,
+            "logged_prediction": explained.logged_prediction,
+            "actual": explained.actual,
+            "prediction": explained.prediction,
+            "explained": explained.explained,
+            "baseline": explained.baseline,
+            "value": explained.value,
+            "attributions": [
+                {"feature": feature, "attribution": value}
+                for feature, value in explained.attributions
+            ],
+            "method": explained.method,
+            "coalitions": explained.coalitions,
+            "tolerance": explained.tolerance,
+        }
     )
 
 

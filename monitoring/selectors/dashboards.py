@@ -189,6 +189,15 @@ def latest_drift_reports(*, served: ServedModel) -> list[tuple[ModelVersion, Dri
     return result
 
 
+def served_arms(*, served: ServedModel) -> list[tuple[str, ModelVersion]]:
+    """("champion", version) and ("challenger", version) of the model, where set."""
+    arms: list[tuple[str, ModelVersion]] = []
+    for arm, version in (("champion", served.champion), ("challenger", served.challenger)):
+        if version is not None and all(v.pk != version.pk for _, v in arms):
+            arms.append((arm, version))
+    return arms
+
+
 def version_rows(*, served: ServedModel) -> list[VersionRow]:
     """Each version with its aliases, the stage moves allowed now and its stage history."""
     history: dict[str, list[AuditEvent]] = {}

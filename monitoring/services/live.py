@@ -5,8 +5,9 @@ once a second while at least one websocket client is connected
 (``monitoring.live_snapshot``), and sends the snapshot to a group that only this
 process's clients join: with a cross-process channel layer (Redis) every process still
 feeds only its own clients, and N clients cost one sample, not N. With the in-memory
-layer it also polls the database for drift reports, rollbacks and experiment looks
-other processes stored. Events pushed as they happen are ``monitoring.services.dashboard_push``.
+layer it also polls the database for drift and performance reports, rollbacks and
+experiment looks other processes stored. Events pushed as they happen are
+``monitoring.services.dashboard_push``.
 """
 
 from __future__ import annotations
@@ -36,31 +37,38 @@ logger = logging.getLogger(__name__)
 
 
 class StoredEventPoller:
-    """Finds drift reports, rollback alerts and experiment changes that other processes
-    stored.
+    """Finds drift and performance reports, rollback alerts and experiment changes that
+    other processes stored.
 
     Only for the in-memory channel layer (the embedded default): there, a push from the
     Celery worker process cannot reach this process's websockets, so the broadcaster
-    asks the database once a tick (three small queries per process, not per client).
+    asks the database once a tick (four small queries per process, not per client).
     With Redis the push itself crosses processes and this is not used.
     """
 
     def __init__(self) -> None:
         self.last_drift_id: int | None = None
         self.last_alert_id: int | None = None
+        self.last_performance_id: int | None = None
         # (status, canary step, last look) of the newest experiments, as last seen.
         self.experiments: dict[int, tuple[Any, ...]] | None = None
 
     def poll(self) -> list[tuple[str, dict[str, Any]]]:
         from django.db.models import Max
 
-        from monitoring.models import Alert, AlertKind, DriftReport
+        from monitoring.models import Alert, AlertKind, DriftReport, PerformanceReport
         from monitoring.selectors.drift_reports import drift_event
+        from monitoring.selectors.performance import performance_event
 
-        if self.last_drift_id is None or self.last_alert_id is None:
+        if (
+            self.last_drift_id is None
+            or self.last_alert_id is None
+            or self.last_performance_id is None
+        ):
             # What happened before anyone watched is on the pages already.
             self.last_drift_id = DriftReport.objects.aggregate(m=Max("id"))["m"] or 0
             self.last_alert_id = Alert.objects.aggregate(m=Max("id"))["m"] or 0
+            self.last_performance_id = PerformanceReport.objects.aggregate(m=Max("id"))["m"] or 0
             self.experiments = self._experiment_states()
             return []
         events: list[tuple[str, dict[str, Any]]] = []
@@ -76,6 +84,18 @@ class StoredEventPoller:
                 for bulky in ("features", "type"):
                     payload.pop(bulky, None)
                 events.append(("drift", payload))
+        performance_reports = (
+            PerformanceReport.objects.filter(id__gt=self.last_performance_id)
+            .select_related("model_version", "model_version__model")
+            .order_by("id")[:50]
+        )
+        for performance_report in performance_reports:
+            self.last_performance_id = performance_report.id
+            if not delivered_already(("performance", performance_report.id)):
+                payload = performance_event(performance_report)
+                for bulky in ("holdout", "type"):
+                    payload.pop(bulky, None)
+                events.append(("performance", payload))
         alerts = (
             Alert.objects.filter(id__gt=self.last_alert_id)
             .select_related("model_version", "model_version__model")

@@ -80,12 +80,18 @@ def retraining_recipe_get(name: str) -> Recipe:
 
 
 def retraining_job_request(
-    *, model: RegisteredModel, drift_report: DriftReport | None = None, now: datetime | None = None
+    *,
+    model: RegisteredModel,
+    drift_report: DriftReport | None = None,
+    now: datetime | None = None,
+    reason: str = "drifted",
 ) -> RetrainingJob | None:
     """Start retraining ``model`` unless a job was started within the cooldown.
 
-    Returns the new job (queued; run by a Celery task after commit), a ``manual`` job
-    with an alert when the model has no recipe, or None during the cooldown.
+    Drift and lost performance (``monitoring.services.performance``) both ask; ``reason``
+    says which in the manual-retraining alert. Returns the new job (queued; run by a
+    Celery task after commit), a ``manual`` job with an alert when the model has no
+    recipe, or None during the cooldown.
     """
     now = now or timezone.now()
     cooldown = timedelta(seconds=settings.PHOENIX_RETRAINING_COOLDOWN_S)
@@ -104,7 +110,7 @@ def retraining_job_request(
             alert_create(
                 kind=AlertKind.RETRAINING,
                 message=(
-                    f"{model.name} drifted and has no retraining recipe: retraining is manual. "
+                    f"{model.name} {reason} and has no retraining recipe: retraining is manual. "
                     "Set RegisteredModel.retraining_recipe to automate it."
                 ),
                 model_version=drift_report.model_version if drift_report else None,
@@ -223,7 +229,8 @@ def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:
             "retraining_job": str(job.id),
             "labelled_rows": str(len(labels)),
         },
-        description=result.description or f"Retrained by job {job.id} after drift.",
+        description=result.description
+        or f"Retrained by job {job.id}{' after drift' if job.drift_report_id else ''}.",
         actor=None,
     )
 

@@ -257,6 +257,28 @@ PHOENIX_DRIFT_TOPIC: str = env.str("PHOENIX_DRIFT_TOPIC", default="drift-events"
 PHOENIX_RETRAINING_COOLDOWN_S: int = env.int("PHOENIX_RETRAINING_COOLDOWN_S", default=6 * 3600)
 # Labelled rows (with feedback) this recent are given to a retraining recipe.
 PHOENIX_RETRAINING_LOOKBACK_S: int = env.int("PHOENIX_RETRAINING_LOOKBACK_S", default=7 * 86400)
+# Performance from ground truth (feedback): each served version's predictions of the
+# last window with labels; below _MIN_LABELS labelled rows there is no verdict. A score
+# (accuracy, ROC AUC) more than _MAX_DROP below the version's holdout value, or an error
+# (MAE, RMSE) more than _MAX_ERROR_INCREASE (relative) above it, is a degradation.
+PHOENIX_PERFORMANCE_WINDOW_S: int = env.int("PHOENIX_PERFORMANCE_WINDOW_S", default=3600)
+PHOENIX_PERFORMANCE_MIN_LABELS: int = env.int("PHOENIX_PERFORMANCE_MIN_LABELS", default=100)
+PHOENIX_PERFORMANCE_MAX_DROP: float = env.float("PHOENIX_PERFORMANCE_MAX_DROP", default=0.05)
+PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE: float = env.float(
+    "PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE", default=0.2
+)
+# A drop counts only when the window's labels show it beyond chance: a one-sided test at
+# this level that the metric is past its limit (monitoring.performance).
+PHOENIX_PERFORMANCE_ALPHA: float = env.float("PHOENIX_PERFORMANCE_ALPHA", default=0.05)
+# The newest predictions of a window that are read; more adds time, not much signal.
+PHOENIX_PERFORMANCE_MAX_ROWS: int = env.int("PHOENIX_PERFORMANCE_MAX_ROWS", default=100_000)
+if PHOENIX_PERFORMANCE_MAX_DROP < 0 or PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE < 0:
+    raise ImproperlyConfigured(
+        "PHOENIX_PERFORMANCE_MAX_DROP and PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE must not be "
+        "negative."
+    )
+if not 0 < PHOENIX_PERFORMANCE_ALPHA < 1:
+    raise ImproperlyConfigured("PHOENIX_PERFORMANCE_ALPHA must be between 0 and 1.")
 # Models (names, or "*") whose retrained challenger starts an experiment by itself:
 # shadow, then the canary steps, promoted when the test says better with guards held.
 PHOENIX_EXPERIMENT_AUTOSTART: list[str] = env.list("PHOENIX_EXPERIMENT_AUTOSTART", default=[])

@@ -81,8 +81,10 @@ function makeChart(id, series, opts = {}) {
           stroke: s.color || palette[i % palette.length],
           fill: s.fill,
           width: 2,
+          dash: s.dash,
+          spanGaps: s.spanGaps,
           paths: s.paths,
-          points: { show: false },
+          points: { show: s.points === true },
         })),
       ],
     },
@@ -218,6 +220,145 @@ function renderSnapshot(snapshot) {
   else if (page === "pipeline") renderPipeline(snapshot);
 }
 
+// --- performance from labels (model page) -------------------------------------------------
+
+const PERFORMANCE_MAX_POINTS = 200;
+const performance = { series: [] };
+window.phoenixPerformance = performance;
+
+// One x column (window ends, epoch seconds) for every version; a version with no check at
+// a time has a gap there. Per version: its metric, then its holdout value as a flat line.
+function performanceColumns() {
+  const times = [...new Set(performance.series.flatMap((s) => s.points.map((p) => p.t)))].sort((a, b) => a - b);
+  const columns = [times];
+  for (const s of performance.series) {
+    const byTime = new Map(s.points.map((p) => [p.t, p[s.metric] === undefined ? null : p[s.metric]]));
+    columns.push(times.map((t) => (byTime.has(t) ? byTime.get(t) : null)));
+    columns.push(times.map(() => (s.holdout === null || s.holdout === undefined ? null : s.holdout)));
+  }
+  return columns;
+}
+
+function renderPerformance() {
+  const chart = charts["chart-performance"];
+  if (!chart) return;
+  chart.data = performanceColumns();
+  chart.plot.setData(chart.data);
+  chart.el.dataset.points = performance.series.map((s) => s.points.length).join(",");
+}
+
+function setupPerformance() {
+  const source = document.getElementById("performance-data");
+  if (!source) return;
+  try {
+    performance.series = JSON.parse(source.textContent).series || [];
+  } catch {
+    return;
+  }
+  if (!performance.series.length) return;
+  const palette = ["#1c7ed6", "#e67700", "#2b8a3e", "#7048e8"];
+  const lines = performance.series.flatMap((s, i) => [
+    { label: `v${s.version} ${s.metric}`, color: palette[i % palette.length], spanGaps: true, points: true },
+    { label: `v${s.version} holdout`, color: palette[i % palette.length], dash: [6, 4] },
+  ]);
+  makeChart("chart-performance", lines);
+  renderPerformance();
+}
+
+function performanceEvent(event) {
+  const root = document.getElementById("model-root");
+  if (!root || event.model !== root.dataset.model) return;
+  const series = performance.series.find((s) => s.version === String(event.version));
+  if (!series) return;
+  series.points.push({
+    t: Date.parse(event.window_end) / 1000,
+    status: event.status,
+    labelled: event.labelled,
+    labelled_share: event.labelled_share,
+    ...(event.metrics || {}),
+  });
+  if (series.points.length > PERFORMANCE_MAX_POINTS) series.points.shift();
+  renderPerformance();
+}
+
+// --- why this prediction (model page) -----------------------------------------------------
+
+const explainState = { last: null, error: null };
+window.phoenixExplain = explainState;
+
+function fmtAttribution(value) {
+  const abs = Math.abs(value);
+  const text = abs !== 0 && (abs < 1e-3 || abs >= 1e4) ? value.toExponential(2) : value.toFixed(4);
+  return value > 0 ? `+${text}` : text;
+}
+
+function renderExplanation(target, answer) {
+  target.innerHTML = "";
+  const head = document.createElement("p");
+  const actual = answer.actual !== null && answer.actual !== undefined ? ` (actual ${JSON.stringify(answer.actual)})` : "";
+  head.textContent = `v${answer.version} predicted ${JSON.stringify(answer.prediction)}${actual}. ` +
+    `Explained: ${answer.explained}, ${fmtNumber(answer.value, 4)} = baseline ${fmtNumber(answer.baseline, 4)} + the attributions below.`;
+  const method = document.createElement("p");
+  method.className = "muted small";
+  const coalitions = answer.coalitions ? `, ${answer.coalitions} coalitions` : "";
+  method.textContent = `${answer.method}${coalitions}; they add up within ${answer.tolerance}.`;
+  const list = document.createElement("ul");
+  list.className = "attributions";
+  const largest = Math.max(1e-12, ...answer.attributions.map((a) => Math.abs(a.attribution)));
+  for (const { feature, attribution } of answer.attributions) {
+    const item = document.createElement("li");
+    item.dataset.feature = feature;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = feature;
+    name.title = feature;
+    const track = document.createElement("span");
+    track.className = "track";
+    const bar = document.createElement("span");
+    bar.className = `bar ${attribution >= 0 ? "up" : "down"}`;
+    bar.style.width = `${(Math.abs(attribution) / largest) * 50}%`;
+    track.appendChild(bar);
+    const value = document.createElement("span");
+    value.className = "num";
+    value.textContent = fmtAttribution(attribution);
+    item.append(name, track, value);
+    list.appendChild(item);
+  }
+  target.append(head, method, list);
+}
+
+function setupExplainPanel() {
+  const panel = document.getElementById("explain-panel");
+  const target = document.getElementById("explanation");
+  if (!panel || !target) return;
+  panel.addEventListener("click", async (click) => {
+    const button = click.target.closest("button.explain");
+    if (!button) return;
+    for (const row of panel.querySelectorAll("tr.selected")) row.classList.remove("selected");
+    const row = button.closest("tr");
+    if (row) row.classList.add("selected");
+    target.textContent = "Explaining…";
+    try {
+      const response = await fetch(`${panel.dataset.explainUrl}${button.dataset.rowId}/explain/`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      const answer = await response.json();
+      if (!response.ok) {
+        explainState.error = answer.error || { message: `HTTP ${response.status}` };
+        target.textContent = `Cannot explain this prediction: ${explainState.error.message}`;
+        return;
+      }
+      explainState.last = answer;
+      explainState.error = null;
+      renderExplanation(target, answer);
+    } catch (error) {
+      explainState.error = { message: String(error) };
+      target.textContent = "Cannot explain this prediction now; try again.";
+    }
+  });
+}
+
 // --- events -------------------------------------------------------------------------------
 
 function describe(event) {
@@ -232,6 +373,10 @@ function describe(event) {
       return `${who}: ${event.from_value || event.from || "?"} → ${event.to_value || event.to || "?"}${event.actor ? ` by ${event.actor}` : ""}`;
     case "rollback":
       return `${who}: challenger rolled back`;
+    case "performance": {
+      const worse = (event.degraded_metrics || []).join(", ");
+      return `${who}: performance ${event.status === "degraded" ? `dropped (${worse})` : event.status || ""}, ${event.labelled ?? 0} labels`;
+    }
     default: {
       const move = event.from_value || event.to_value ? ` ${event.from_value || "–"} → ${event.to_value || "–"}` : "";
       return `${who}: ${event.action || event.kind}${move}${event.actor ? ` by ${event.actor}` : ""}`;
@@ -264,6 +409,7 @@ function refreshExperiments() {
 
 function renderEvent(event) {
   if (page === "experiments" && EXPERIMENT_EVENTS.has(event.kind)) refreshExperiments();
+  if (page === "model" && event.kind === "performance") performanceEvent(event);
   if (event.kind === "experiment_look") return; // numbers, not news: no line in the list
   live.events += 1;
   const list = document.getElementById("events");
@@ -374,6 +520,8 @@ function setup() {
       { label: "p99", color: "#c92a2a" },
     ]);
     makeChart("chart-throughput", [{ label: "req/s", fill: "rgba(28,126,214,.12)" }]);
+    setupPerformance();
+    setupExplainPanel();
     const confidence = makeChart(
       "chart-confidence",
       [{ label: "predictions", fill: "rgba(112,72,232,.45)", color: "#7048e8", paths: window.uPlot && uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 80] }) : undefined }],

@@ -547,3 +547,43 @@ def test_experiment_moves_stored_by_another_process_reach_in_memory_dashboards(
         await page.disconnect()
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_performance_reports_stored_by_another_process_reach_in_memory_model_pages(
+    in_memory_layer: None, fast_ticks: Any, tmp_path: Any, settings: Any
+) -> None:
+    """Embedded default: the performance check runs in the Celery worker; the model page
+    hears of the stored report (its chart's next point) once."""
+    from datetime import timedelta
+    from unittest import mock
+
+    from monitoring.consumers import ModelConsumer
+    from monitoring.services.performance import performance_report_compute
+    from tests.inference_support import onnx_classifier, register
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    version = register("credit", onnx_classifier(tmp_path / "m.onnx"))
+    user = User.objects.create_superuser("root", password="pw-root-1")
+
+    def check() -> Any:  # as the worker computes it: no push reaches this process
+        with mock.patch("monitoring.services.performance.dashboard_event_push"):
+            return performance_report_compute(version=version, window=timedelta(hours=1))
+
+    async def scenario() -> None:
+        page = communicator(ModelConsumer, "/ws/models/credit/", user, name="credit")
+        assert (await page.connect())[0]
+        await asyncio.sleep(0.2)  # the poller takes its bearings
+        report = await asyncio.get_running_loop().run_in_executor(None, check)
+        event = await receive_until(page, "event")
+        assert (event["kind"], event["report_id"], event["model"]) == (
+            "performance",
+            report.id,
+            "credit",
+        )
+        assert event["status"] == "insufficient_data"
+        assert "window_end" in event
+        assert [m for m in await drain(page) if m["type"] == "event"] == []
+        await page.disconnect()
+
+    async_to_sync(scenario)()

@@ -67,7 +67,8 @@ def exposed_metric_names() -> set[str]:
     import inference.events
     import inference.metrics  # noqa: F401
     import monitoring.services.drift_reports
-    import monitoring.services.event_consumer  # noqa: F401
+    import monitoring.services.event_consumer
+    import monitoring.services.performance  # noqa: F401
 
     names: set[str] = set()
     for family in REGISTRY.collect():
@@ -89,7 +90,11 @@ def test_alert_rules_and_dashboard_only_name_metrics_the_code_defines() -> None:
     alerts = referenced_metrics((PROMETHEUS / "alerts.yml").read_text())
     dashboard_json = (GRAFANA / "dashboards" / "phoenix.json").read_text()
     dashboard = referenced_metrics(dashboard_json)
-    assert {"phoenix_drift_detected", "phoenix_inference_latency_seconds_bucket"} <= alerts
+    assert {
+        "phoenix_drift_detected",
+        "phoenix_performance_degraded",
+        "phoenix_inference_latency_seconds_bucket",
+    } <= alerts
     assert alerts - exposed == set()
     assert dashboard - exposed == set()
 
