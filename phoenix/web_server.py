@@ -22,11 +22,15 @@ protocol changed here.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import socket
 import sys
 from typing import Any
 
 import uvicorn
 import uvicorn.config
+import uvicorn.server
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _HEAD_END = b"\r\n\r\n"
@@ -99,9 +103,65 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
 
 
+# --- one listening socket per worker ---------------------------------------------------
+#
+# uvicorn's workers share the one socket their parent bound, and the kernel hands a new
+# connection to whichever worker wakes first: with keep-alive clients one worker often
+# ends up with most of them while the other idles. With SO_REUSEPORT each worker listens
+# on a socket of its own on the same port and the kernel spreads connections across them
+# evenly. The parent's socket is bound (holding the port, with SO_REUSEPORT so the
+# workers may join) but never listens, so no connection waits on it.
+
+_REUSE_PORT = hasattr(socket, "SO_REUSEPORT") and os.environ.get(
+    "PHOENIX_WEB_REUSE_PORT", "1"
+).lower() not in ("0", "false", "no", "off")
+
+_bind_socket = uvicorn.config.Config.bind_socket
+_startup = uvicorn.server.Server.startup
+
+
+def _bind_socket_reusable(self: uvicorn.Config) -> socket.socket:
+    if self.uds is not None or self.fd is not None or self.workers <= 1:
+        return _bind_socket(self)
+    sock = _tcp_socket(self.host, self.port)
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d, one listening socket per worker (SO_REUSEPORT)",
+        self.host,
+        sock.getsockname()[1],
+    )
+    sock.set_inheritable(True)
+    return sock
+
+
+def _tcp_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def _startup_own_listener(
+    self: uvicorn.Server, sockets: list[socket.socket] | None = None
+) -> None:
+    """A worker: listen on a socket of its own, bound where the parent's is."""
+    if sockets is not None and self.config.workers > 1:
+        own = []
+        for shared in sockets:
+            reusable = shared.family in (socket.AF_INET, socket.AF_INET6) and shared.getsockopt(
+                socket.SOL_SOCKET, socket.SO_REUSEPORT
+            )
+            own.append(_tcp_socket(*shared.getsockname()[:2]) if reusable else shared)
+        sockets = own
+    await _startup(self, sockets)
+
+
 # Module level on purpose: uvicorn's worker processes are spawned, re-import this
-# module as their __main__ and resolve the protocol by name there.
+# module as their __main__, and resolve the protocol by name there.
 uvicorn.config.HTTP_PROTOCOLS["httptools"] = "phoenix.web_server:CoalescingHttpToolsProtocol"
+if _REUSE_PORT:
+    uvicorn.config.Config.bind_socket = _bind_socket_reusable  # type: ignore[method-assign]
+    uvicorn.server.Server.startup = _startup_own_listener  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> None:
