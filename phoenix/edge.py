@@ -25,7 +25,6 @@ and the throttles too (closed with 4431 / 4429); the lifespan scope passes strai
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -145,6 +144,7 @@ class Edge:
         )
         self.max_upload = self.max_body + extra
         self.throttle = throttle if throttle is not None else throttle_from_settings()
+        self._throttling = self.throttle.active
         header = settings.PHOENIX_CLIENT_IP_HEADER
         self._ip_header = header.lower().encode("latin-1") if header else None
         self.allowed_hosts = list(settings.ALLOWED_HOSTS)
@@ -191,11 +191,14 @@ class Edge:
             )
         elif path.startswith("/v2") and kind == "http" and not self._host_allowed(host):
             refusal = _json(400, "disallowed_host", "Invalid Host header.", {})
-        elif self.throttle.active and path not in UNTHROTTLED_PATHS:
+        elif self._throttling and path not in UNTHROTTLED_PATHS:
             ip = client_ip(scope, forwarded.decode("latin-1") if forwarded else None)
-            refusal, retry_after = self._throttled(ip, credential)
-            if refusal is None:
+            refused = self.throttle.admit(ip, credential.decode("latin-1") if credential else None)
+            if refused is None:
                 send = self._counting_failures(send, ip)
+            else:
+                retry_after = refused[1]
+                refusal = self._too_many(*refused)
         if refusal is None and kind == "http" and scope["method"] not in ("GET", "HEAD"):
             limit = self.max_upload if UPLOAD_PATHS.match(path) else self.max_body
             if length is None and limit == self.max_body:
@@ -215,9 +218,12 @@ class Edge:
             elif not length.isdigit() or int(length) > limit:
                 refusal = _too_large(limit)
         if refusal is None:
-            # BodyTooLarge: answered 413 already, when the read went past the limit.
-            with contextlib.suppress(BodyTooLarge):
+            # try/except costs nothing until it catches; contextlib.suppress costs a
+            # context manager per request.
+            try:  # noqa: SIM105
                 await self.app(scope, receive, send)
+            except BodyTooLarge:
+                pass  # answered 413 already, when the read went past the limit
             return
         if kind == "websocket":
             await send({"type": "websocket.close", "code": 4000 + refusal[0]})
@@ -230,23 +236,6 @@ class Edge:
         await send({"type": "http.response.body", "body": body})
 
     # --- throttles -------------------------------------------------------------------
-
-    def _throttled(
-        self, ip: str, credential: bytes | None
-    ) -> tuple[tuple[int, bytes] | None, int | None]:
-        throttle = self.throttle
-        if credential is not None:
-            wait = throttle.check("auth_failures", ip)
-            if wait is not None:
-                return self._too_many("auth_failures", wait), wait
-        wait = throttle.hit("ip", ip)
-        if wait is not None:
-            return self._too_many("ip", wait), wait
-        if credential is not None:
-            wait = throttle.hit("key", credential.decode("latin-1"))
-            if wait is not None:
-                return self._too_many("key", wait), wait
-        return None, None
 
     def _too_many(self, scope: str, wait: int) -> tuple[int, bytes]:
         what = {

@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*$")
 
-# (scope, identity, window index)
-CounterKey = tuple[str, str, int]
 # (shared cache key, count to add, seconds the key may live) -> {shared key: total}
 SharedAdd = Callable[[list[tuple[str, int, int]]], dict[str, int]]
 
@@ -60,11 +58,35 @@ class Rate:
         return cls(limit=limit, period_s=count * _UNITS[unit])
 
 
+class _Window:
+    """One scope's current window: counts here since the last sync, and the shared
+    totals that sync last read. Both are emptied when the window ends."""
+
+    __slots__ = ("end", "index", "limit", "pending", "period_s", "shared")
+
+    def __init__(self, rate: Rate) -> None:
+        self.limit, self.period_s = rate.limit, rate.period_s
+        self.index, self.end = -1, 0.0
+        self.pending: dict[str, int] = {}
+        self.shared: dict[str, int] = {}
+
+    def roll(self, now: float) -> None:
+        self.index = int(now // self.period_s)
+        self.end = (self.index + 1) * self.period_s
+        self.pending, self.shared = {}, {}
+
+    def wait(self, now: float) -> int:
+        return max(1, math.ceil(self.end - now))
+
+    def over(self, identity: str) -> bool:
+        return self.shared.get(identity, 0) + self.pending.get(identity, 0) >= self.limit
+
+
 class Throttle:
     """Fixed-window counters for named scopes (``"ip"``, ``"key"``, ``"auth_failures"``).
 
-    ``hit`` is called on the event loop for each request; ``sync`` from the one
-    background thread. A scope without a rate is never counted.
+    ``admit`` (and ``hit``, ``check``, ``add``) run on the event loop for each request;
+    ``sync`` on the one background thread. A scope without a rate is never counted.
     """
 
     def __init__(
@@ -79,8 +101,11 @@ class Throttle:
         self.rates = {scope: rate for scope, rate in rates.items() if rate is not None}
         self.shared_add, self.sync_s, self.max_tracked = shared_add, sync_s, max_tracked
         self.clock = clock
-        self._pending: dict[CounterKey, int] = {}
-        self._shared: dict[CounterKey, int] = {}
+        self._windows = {scope: _Window(rate) for scope, rate in self.rates.items()}
+        self._ip = self._windows.get("ip")
+        self._key = self._windows.get("key")
+        self._auth = self._windows.get("auth_failures")
+        self._roll_at = 0.0  # the earliest end of a current window
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
@@ -89,91 +114,117 @@ class Throttle:
     def active(self) -> bool:
         return bool(self.rates)
 
-    def _key(self, scope: str, identity: str, now: float) -> tuple[CounterKey, Rate] | None:
-        rate = self.rates.get(scope)
-        if rate is None:
-            return None
-        return (scope, identity, int(now // rate.period_s)), rate
+    def _now(self) -> float:
+        """The clock, with every window that has ended rolled on (under the lock)."""
+        now = self.clock()
+        if now >= self._roll_at:
+            with self._lock:
+                for window in self._windows.values():
+                    if now >= window.end:
+                        window.roll(now)
+                self._roll_at = min((w.end for w in self._windows.values()), default=0.0)
+        return now
 
-    def _retry_after(self, key: CounterKey, rate: Rate, now: float) -> int:
-        return max(1, math.ceil((key[2] + 1) * rate.period_s - now))
+    def _count(self, window: _Window, identity: str) -> None:
+        count = window.pending.get(identity)
+        if count is not None:
+            window.pending[identity] = count + 1
+        elif len(window.pending) < self.max_tracked:
+            window.pending[identity] = 1  # else a flood of new identities: others judge it
+
+    def _started(self) -> None:
+        if self._thread is None and self.shared_add is not None and self.sync_s > 0:
+            self._start()
+
+    def admit(self, ip: str, credential: str | None) -> tuple[str, int] | None:
+        """One request, in one step (the edge's hot path: one clock read, one lock):
+        refused when ``ip`` is over its authentication failures and presents a
+        credential, else counted per ``ip`` and per ``credential``. Returns (scope,
+        seconds to wait) when refused (nothing counted), else None."""
+        now = self._now()
+        by_ip, by_key, auth = self._ip, self._key, self._auth
+        if credential is None:
+            by_key = auth = None
+        with self._lock:
+            if auth is not None and auth.over(ip):
+                return "auth_failures", auth.wait(now)
+            if by_ip is not None and by_ip.over(ip):
+                return "ip", by_ip.wait(now)
+            if by_key is not None and by_key.over(credential):  # type: ignore[arg-type]
+                return "key", by_key.wait(now)
+            if by_ip is not None:
+                self._count(by_ip, ip)
+            if by_key is not None:
+                self._count(by_key, credential)  # type: ignore[arg-type]
+        self._started()
+        return None
 
     def check(self, scope: str, identity: str) -> int | None:
         """Seconds to wait when ``identity`` is at its limit in ``scope``, else None."""
-        now = self.clock()
-        found = self._key(scope, identity, now)
-        if found is None:
+        window = self._windows.get(scope)
+        if window is None:
             return None
-        key, rate = found
-        if self._shared.get(key, 0) + self._pending.get(key, 0) >= rate.limit:
-            return self._retry_after(key, rate, now)
-        return None
+        now = self._now()
+        return window.wait(now) if window.over(identity) else None
 
     def hit(self, scope: str, identity: str) -> int | None:
         """Count one request; seconds to wait when it is over the limit (then not
         counted), else None."""
-        now = self.clock()
-        found = self._key(scope, identity, now)
-        if found is None:
+        window = self._windows.get(scope)
+        if window is None:
             return None
-        key, rate = found
+        now = self._now()
         with self._lock:
-            count = self._pending.get(key)
-            if count is None:
-                if len(self._pending) >= self.max_tracked:
-                    return None  # a flood of new identities: let the other scopes judge it
-                count = 0
-            if self._shared.get(key, 0) + count >= rate.limit:
-                return self._retry_after(key, rate, now)
-            self._pending[key] = count + 1
-        if self._thread is None and self.shared_add is not None and self.sync_s > 0:
-            self._start()
+            if window.over(identity):
+                return window.wait(now)
+            self._count(window, identity)
+        self._started()
         return None
 
     def add(self, scope: str, identity: str) -> None:
         """Count one event (an authentication failure) without judging it."""
-        now = self.clock()
-        found = self._key(scope, identity, now)
-        if found is None:
+        window = self._windows.get(scope)
+        if window is None:
             return
-        key = found[0]
+        self._now()
         with self._lock:
-            if key in self._pending or len(self._pending) < self.max_tracked:
-                self._pending[key] = self._pending.get(key, 0) + 1
-        if self._thread is None and self.shared_add is not None and self.sync_s > 0:
-            self._start()
+            self._count(window, identity)
+        self._started()
 
     # --- sharing ---------------------------------------------------------------------
 
     def sync(self) -> None:
         """Add this process's counts since the last sync to the shared totals and read
         them back; without a shared store (or when it fails), keep them locally."""
+        self._now()
+        taken: list[tuple[str, _Window, int, dict[str, int]]] = []
         with self._lock:
-            pending, self._pending = self._pending, {}
-        now = self.clock()
-        current = {scope: int(now // rate.period_s) for scope, rate in self.rates.items()}
-        totals: dict[CounterKey, int] = {}
-        if pending and self.shared_add is not None:
-            names = {key: shared_key(key) for key in pending}
+            for scope, window in self._windows.items():
+                if window.pending:
+                    taken.append((scope, window, window.index, window.pending))
+                    window.pending = {}
+        if not taken:
+            return
+        totals: dict[str, int] = {}
+        if self.shared_add is not None:
+            entries = [
+                (shared_key(scope, identity, index), count, window.period_s * 2)
+                for scope, window, index, pending in taken
+                for identity, count in pending.items()
+            ]
             try:
-                shared = self.shared_add(
-                    [
-                        (names[key], count, self.rates[key[0]].period_s * 2)
-                        for key, count in pending.items()
-                    ]
-                )
-                totals = {key: shared[name] for key, name in names.items() if name in shared}
+                totals = self.shared_add(entries)
             except Exception:  # the cache is down: count per process until it is back
                 logger.warning("Throttle counters could not be shared; counting locally.")
         with self._lock:
-            for key, count in pending.items():
-                if key in totals:
-                    self._shared[key] = totals[key]
-                else:
-                    self._shared[key] = self._shared.get(key, 0) + count
-            # Windows that ended are forgotten.
-            for key in [k for k in self._shared if k[2] < current.get(k[0], 0)]:
-                del self._shared[key]
+            for scope, window, index, pending in taken:
+                if window.index != index:
+                    continue  # that window ended meanwhile
+                for identity, count in pending.items():
+                    total = totals.get(shared_key(scope, identity, index))
+                    if total is None:
+                        total = window.shared.get(identity, 0) + count
+                    window.shared[identity] = total
 
     def _start(self) -> None:
         with self._lock:
@@ -190,9 +241,8 @@ class Throttle:
         self._stopped.set()
 
 
-def shared_key(key: CounterKey) -> str:
+def shared_key(scope: str, identity: str, window: int) -> str:
     """The cache key of a counter; credentials are hashed (no key is stored in clear)."""
-    scope, identity, window = key
     if scope == "key":
         identity = hashlib.sha256(identity.encode()).hexdigest()[:32]
     return f"throttle:{scope}:{window}:{identity}"
