@@ -20,7 +20,8 @@ for each HTTP request, in this order:
    ``PHOENIX_MODEL_MAX_BYTES`` more.
 
 Errors are the project's JSON error shape. Websocket handshakes get the header limit
-and the throttles too (closed with 4431 / 4429); the lifespan scope passes straight on.
+and the throttles too (refused before the handshake completes: the server answers it
+403); the lifespan scope passes straight on.
 """
 
 from __future__ import annotations
