@@ -390,3 +390,52 @@ def test_rates_parse_and_refuse_typos() -> None:
     assert Rate.parse("") is None
     with pytest.raises(ValueError, match="A rate is"):
         Rate.parse("600 per minute")
+
+
+def test_a_streamed_upload_is_cut_off_at_its_limit() -> None:
+    # Django reads no body without a length, but an application that streams one (as
+    # the ASGI contract allows) is stopped at the upload limit: 413 is sent at once, its
+    # read raises and whatever it answers afterwards goes nowhere.
+    import asyncio
+
+    from phoenix.edge import BodyTooLarge
+
+    read: list[int] = []
+    raised: list[BaseException] = []
+
+    async def streaming_app(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            while True:
+                message = await receive()
+                read.append(len(message.get("body", b"")))
+                if not message.get("more_body"):
+                    break
+        except BodyTooLarge as exc:
+            raised.append(exc)
+            await send({"type": "http.response.start", "status": 201, "headers": []})
+            await send({"type": "http.response.body", "body": b"stored"})
+            raise
+
+    edge = Edge(streaming_app, max_body_bytes=100, upload_extra_bytes=900, throttle=Throttle({}))
+    sent: list[dict[str, Any]] = []
+    chunks = [b"x" * 400] * 5  # 2,000 bytes against a 1,000-byte upload limit
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": chunks.pop(), "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/models/credit/versions",
+        "headers": [(b"host", b"127.0.0.1"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 5000),
+    }
+    asyncio.run(edge(scope, receive, send))
+
+    assert read == [400, 400]  # the third chunk passed the limit: never handed over
+    assert len(raised) == 1
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413]
+    assert json.loads(sent[1]["body"])["error"]["details"] == {"limit_bytes": 1000}
