@@ -69,8 +69,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.joined = []
         await broadcaster.client_left()
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        # The feed is one-way; whatever a client sends is ignored.
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # The feed is one-way: whatever a client sends (JSON or not) is ignored, unparsed.
         return
 
     def select(self, snapshot: dict[str, Any]) -> dict[str, Any]:

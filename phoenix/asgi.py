@@ -11,6 +11,8 @@
 - ``/v2`` (Open Inference Protocol) is a thin Channels consumer over the same
   predict service (metadata, readiness, and infer calls the data plane declined).
 - Websockets (live dashboards) go through Channels with session authentication.
+- Every HTTP request and websocket handshake first meets the edge
+  (phoenix/edge.py): header and body limits, throttles, /v2's Host check.
 - The lifespan scope flushes the prediction event buffer at shutdown
   (phoenix/lifespan.py): run uvicorn with ``--lifespan on``.
 """
@@ -29,7 +31,6 @@ django.setup(set_prefix=False)
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
@@ -37,8 +38,10 @@ from inference.api.dataplane import DataPlane  # noqa: E402
 from inference.api.v2_consumer import OpenInferenceConsumer  # noqa: E402
 from inference.session_cache import preload  # noqa: E402
 from monitoring.ws_urls import websocket_urlpatterns  # noqa: E402
+from phoenix.edge import Edge  # noqa: E402
 from phoenix.http_stack import INFERENCE_ROUTE, HTTPApplication, OneHopWSGI  # noqa: E402
 from phoenix.lifespan import lifespan_app  # noqa: E402
+from phoenix.websocket import NoRouteConsumer, SameOriginValidator  # noqa: E402
 
 # Warm every servable model before the first request (PHOENIX_PRELOAD_MODELS);
 # /readyz says ready only once they are.
@@ -64,11 +67,15 @@ site = ProtocolTypeRouter(
                 re_path(r"", django_http_app),  # type: ignore[arg-type]
             ]
         ),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "websocket": SameOriginValidator(
+            AuthMiddlewareStack(
+                URLRouter([*websocket_urlpatterns, re_path(r"", NoRouteConsumer.as_asgi())])
+            )
         ),
         "lifespan": lifespan_app,
     }
 )
 
-application = DataPlane(site, django_rest=inference_http_app, executor=django_http_app.executor)
+data_plane = DataPlane(site, django_rest=inference_http_app, executor=django_http_app.executor)
+# Header and body limits, the /v2 Host check and the throttles, before everything.
+application = Edge(data_plane)

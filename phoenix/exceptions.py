@@ -20,6 +20,10 @@ from rest_framework.views import set_rollback
 
 logger = logging.getLogger(__name__)
 
+# The challenge of every 401: credentials go in "Authorization: Bearer" (an API key
+# or a person's token), never a browser's Basic prompt.
+BEARER_CHALLENGE = 'Bearer realm="phoenix"'
+
 
 class ApplicationError(Exception):
     """Base of every expected error. ``code`` is stable and machine-readable."""
@@ -96,9 +100,11 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 
 def error_response(error: ApplicationError) -> JsonResponse:
     """A plain Django response for views outside DRF (the v2 protocol, health)."""
-    return JsonResponse(
-        error_body(error.code, error.message, error.details), status=status_for(error)
-    )
+    status = status_for(error)
+    response = JsonResponse(error_body(error.code, error.message, error.details), status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = BEARER_CHALLENGE
+    return response
 
 
 def _drf_error(exc: drf_exceptions.APIException) -> tuple[int, str, str, Any]:
@@ -132,10 +138,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     wait = getattr(exc, "wait", None)  # set by DRF's Throttled
     if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
         headers["Retry-After"] = str(int(wait))
-    # DRF sets the challenge of the view's first authenticator (Bearer, Basic, ...).
+    # DRF sets the challenge of the view's first authenticator (Bearer, Basic, ...);
+    # a 401 raised as a domain error (an API key refused) gets the Bearer one.
     auth_header = getattr(exc, "auth_header", None)
     if auth_header:
         headers["WWW-Authenticate"] = str(auth_header)
+    elif status == 401:
+        headers["WWW-Authenticate"] = BEARER_CHALLENGE
     return Response(error_body(code, message, details), status=status, headers=headers)
 
 

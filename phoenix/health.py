@@ -36,8 +36,12 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import close_old_connections, connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_prometheus.exports import ExportToDjangoView
 from prometheus_client import Gauge
+
+from phoenix.exceptions import error_body
+from phoenix.operator_access import operator_request_allowed
 
 COMPONENT_UP = Gauge(
     "phoenix_component_up",
@@ -169,13 +173,26 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Status and ``degraded`` for anyone (a load balancer needs no more); the
+    per-component detail only for operators (phoenix.operator_access)."""
     ready, components = readiness_report()
     degraded = any(c["degraded"] for c in components.values())
-    return JsonResponse(
-        {
-            "status": "ready" if ready else "not_ready",
-            "degraded": degraded,
-            "components": components,
-        },
-        status=200 if ready else 503,
-    )
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "degraded": degraded}
+    if operator_request_allowed(request):
+        body["components"] = components
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition, for operators only (403 in the error shape otherwise)."""
+    if not operator_request_allowed(request):
+        return JsonResponse(
+            error_body(
+                "permission_denied",
+                "Metrics are for allowed networks (PHOENIX_METRICS_ALLOWED_NETWORKS) "
+                "or the metrics token.",
+            ),
+            status=403,
+        )
+    response: HttpResponse = ExportToDjangoView(request)
+    return response

@@ -28,6 +28,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     415: "Unsupported body media type",
     422: "Valid JSON the model cannot use",
     429: "Throttled: retry after the Retry-After header's seconds",
+    431: "The request headers are larger than the limit",
     503: "A dependency this call needs is down",
 }
 
@@ -97,8 +98,9 @@ class AutoSchema(openapi.AutoSchema):
 
     def _implied_error_codes(self, operation: Mapping[str, Any]) -> list[int]:
         """400 for a body or query parameters; 413 and 415 for a body (parsed by DRF, within
-        DATA_UPLOAD_MAX_MEMORY_SIZE); 401 and 403 unless anyone may call it; 404 for
-        path parameters; 429 when the view has throttles."""
+        DATA_UPLOAD_MAX_MEMORY_SIZE, and the ASGI edge's PHOENIX_MAX_BODY_BYTES); 401 and 403
+        unless anyone may call it; 404 for path parameters; 429 and 431 everywhere (the
+        ASGI edge's throttles and header limit, phoenix/edge.py)."""
         parameters = operation.get("parameters", [])
         has_body = "requestBody" in operation
         codes: list[int] = []
@@ -110,6 +112,5 @@ class AutoSchema(openapi.AutoSchema):
             codes.append(404)
         if has_body:
             codes += [413, 415]
-        if self.view.get_throttles():
-            codes.append(429)
+        codes += [429, 431]
         return codes

@@ -20,7 +20,9 @@ from tests.conftest import free_port, wait_for_port
 class LiveServer:
     """uvicorn serving phoenix.asgi in a thread; ``stop``/``start`` keep the port."""
 
-    def __init__(self) -> None:
+    def __init__(self, app: Any = None) -> None:
+        # None: phoenix.asgi.application; tests of the edge pass one built with their limits.
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: Any = None
@@ -33,7 +35,7 @@ class LiveServer:
         from phoenix.web_server import CoalescingHttpToolsProtocol
 
         config = uvicorn.Config(
-            application,
+            self.app if self.app is not None else application,
             host="127.0.0.1",
             port=self.port,
             lifespan="off",
@@ -59,11 +61,13 @@ class LiveServer:
 
 
 @contextmanager
-def asgi_server_running(*, media_root: Path, settings: Any) -> Iterator[LiveServer]:
+def asgi_server_running(
+    *, media_root: Path, settings: Any, app: Any = None
+) -> Iterator[LiveServer]:
     """A started LiveServer whose port answers, storing uploads under ``media_root``
-    (``settings``: pytest-django's fixture); stopped on exit."""
+    (``settings``: pytest-django's fixture); stopped on exit. ``app``: see LiveServer."""
     settings.MEDIA_ROOT = media_root
-    server = LiveServer()
+    server = LiveServer(app)
     server.start()
     try:
         assert wait_for_port(server.port)

@@ -25,6 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from models_registry.tensor_types import V2_NUMPY, TensorValueError, checked_array, v2_datatype
 from phoenix.exceptions import (
+    BEARER_CHALLENGE,
     ApplicationError,
     InvalidInput,
     MethodNotAllowed,
@@ -74,7 +75,10 @@ def _error(error: ApplicationError) -> ProtocolResponse:
     # The protocol's error shape is {"error": "<message>"} (tritonclient reads it as a
     # string); the project's code and details ride along beside it.
     body = {"error": error.message, "code": error.code, "details": error.details}
-    return _json(body, status_for(error))
+    response = _json(body, status_for(error))
+    if response.status == 401:
+        response.headers["WWW-Authenticate"] = BEARER_CHALLENGE
+    return response
 
 
 def _datatype(numpy_name: str) -> str:

@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -21,6 +20,7 @@ from models_registry.access import stage_move_allowed, version_register_allowed
 from models_registry.exceptions import ModelTooLarge
 from models_registry.models import Alias, ModelVersion, RegisteredModel
 from models_registry.stages import Stage
+from phoenix.authentication import PeopleAPIView
 from phoenix.openapi import error_responses
 
 TAGS = ["registry"]
@@ -42,9 +42,9 @@ def _errors(*codes: int) -> dict[int, OpenApiResponse]:
 # --- authentication and permissions --------------------------------------------------------
 
 
-# People sign in with HTTP Basic or a session; API keys (clients) are not accepted here.
-# Basic first, so an anonymous request is answered 401 rather than 403.
-PEOPLE_AUTHENTICATION = [BasicAuthentication, SessionAuthentication]
+# Every view here is a PeopleAPIView: a per-user Bearer token or a session (HTTP Basic
+# only when enabled); API keys (clients) are not accepted. phoenix/authentication.py
+# says why and in what order.
 
 
 class CanRegisterVersions(BasePermission):
@@ -138,8 +138,7 @@ def _version_response(version: ModelVersion, code: int = status.HTTP_200_OK) -> 
 # --- reads -------------------------------------------------------------------------------------
 
 
-class ModelListApi(APIView):
-    authentication_classes = PEOPLE_AUTHENTICATION
+class ModelListApi(PeopleAPIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
@@ -152,8 +151,7 @@ class ModelListApi(APIView):
         return Response(ModelSummaryOutputSerializer(models, many=True).data)
 
 
-class ModelDetailApi(APIView):
-    authentication_classes = PEOPLE_AUTHENTICATION
+class ModelDetailApi(PeopleAPIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
@@ -166,8 +164,7 @@ class ModelDetailApi(APIView):
         return Response(ModelDetailOutputSerializer(model).data)
 
 
-class ModelVersionDetailApi(APIView):
-    authentication_classes = PEOPLE_AUTHENTICATION
+class ModelVersionDetailApi(PeopleAPIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
@@ -183,8 +180,7 @@ class ModelVersionDetailApi(APIView):
 # --- writes -----------------------------------------------------------------------------------
 
 
-class ModelVersionCreateApi(APIView):
-    authentication_classes = PEOPLE_AUTHENTICATION
+class ModelVersionCreateApi(PeopleAPIView):
     permission_classes = [CanRegisterVersions]
     parser_classes = [MultiPartParser, FormParser]
 
@@ -243,8 +239,7 @@ class ModelVersionCreateApi(APIView):
         return _version_response(created, status.HTTP_201_CREATED)
 
 
-class ModelVersionStageApi(APIView):
-    authentication_classes = PEOPLE_AUTHENTICATION
+class ModelVersionStageApi(PeopleAPIView):
     permission_classes = [CanMoveVersions]
 
     class InputSerializer(serializers.Serializer):  # type: ignore[type-arg]
@@ -271,8 +266,7 @@ class ModelVersionStageApi(APIView):
         return _version_response(moved)
 
 
-class ModelAliasSetApi(APIView):
-    authentication_classes = PEOPLE_AUTHENTICATION
+class ModelAliasSetApi(PeopleAPIView):
     permission_classes = [CanMoveVersions]
 
     class InputSerializer(serializers.Serializer):  # type: ignore[type-arg]

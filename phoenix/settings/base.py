@@ -42,7 +42,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Per-user tokens (Authorization: Bearer) for people's API calls (registry writes).
+    "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "django_celery_beat",
     "django_prometheus",
     "channels",
@@ -65,6 +69,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into its lockout answer.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 # The API-key inference URLs skip sessions, CSRF, auth, messages and frame options
@@ -296,7 +303,55 @@ PHOENIX_EXPERIMENT_TOPIC: str = env.str("PHOENIX_EXPERIMENT_TOPIC", default="exp
 PHOENIX_PROMETHEUS_URL: str = env.str("PHOENIX_PROMETHEUS_URL", default="")
 PHOENIX_PROMETHEUS_TIMEOUT_S: float = env.float("PHOENIX_PROMETHEUS_TIMEOUT_S", default=5.0)
 
+# --- HTTP edge: limits and throttles (phoenix/edge.py, phoenix/throttling.py) ----------
+# Every body is held to this many bytes (model uploads: PHOENIX_MODEL_MAX_BYTES more),
+# checked as it streams in; a larger one is 413 before anything parses it.
+PHOENIX_MAX_BODY_BYTES: int = env.int("PHOENIX_MAX_BODY_BYTES", default=10 * 1024 * 1024)
+# Request headers, names and values together; more is 431.
+PHOENIX_MAX_HEADER_BYTES: int = env.int("PHOENIX_MAX_HEADER_BYTES", default=64 * 1024)
+# Fixed-window rates ("N/s", "N/m", "N/10m"...; "0" turns one off), per client IP, per
+# credential (API key or token), and failed authentications (401s) per client IP.
+PHOENIX_THROTTLE_IP_RATE: str = env.str("PHOENIX_THROTTLE_IP_RATE", default="300000/m")
+PHOENIX_THROTTLE_KEY_RATE: str = env.str("PHOENIX_THROTTLE_KEY_RATE", default="300000/m")
+PHOENIX_THROTTLE_AUTH_FAILURE_RATE: str = env.str(
+    "PHOENIX_THROTTLE_AUTH_FAILURE_RATE", default="60/m"
+)
+# How often each process adds its counts to the shared cache and reads the totals.
+PHOENIX_THROTTLE_SYNC_S: float = env.float("PHOENIX_THROTTLE_SYNC_S", default=1.0)
+# A header the proxy in front sets to the client's address (e.g. X-Forwarded-For, of
+# which the last entry is used); empty: the connection's peer address.
+PHOENIX_CLIENT_IP_HEADER: str = env.str("PHOENIX_CLIENT_IP_HEADER", default="")
+# /metrics (and /readyz's detail) answer callers from these networks or with
+# "Authorization: Bearer <PHOENIX_METRICS_TOKEN>"; others get 403 (/readyz: a summary).
+PHOENIX_METRICS_ALLOWED_NETWORKS: list[str] = env.list(
+    "PHOENIX_METRICS_ALLOWED_NETWORKS",
+    default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+)
+PHOENIX_METRICS_TOKEN: str = env.str("PHOENIX_METRICS_TOKEN", default="")
+
 # --- auth, API ------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    # django-axes first: it refuses a locked-out sign-in before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login lockout (admin and dashboard sign-in): after this many failures for one
+# username from one address, that pair is refused (429) until the cool-off ends.
+AXES_FAILURE_LIMIT: int = env.int("PHOENIX_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME: float = env.float("PHOENIX_LOGIN_COOLOFF_MINUTES", default=15.0) / 60.0
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# HTTP Basic on the registry API: off unless asked for (a browser caches Basic
+# credentials and sends them cross-site, with no CSRF check under DRF).
+PHOENIX_HTTP_BASIC_AUTH: bool = env.bool("PHOENIX_HTTP_BASIC_AUTH", default=False)
+# Password reset by e-mail only where mail can be sent.
+EMAIL_HOST: str = env.str("DJANGO_EMAIL_HOST", default="")
+EMAIL_PORT: int = env.int("DJANGO_EMAIL_PORT", default=587)
+EMAIL_HOST_USER: str = env.str("DJANGO_EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD: str = env.str("DJANGO_EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS: bool = env.bool("DJANGO_EMAIL_USE_TLS", default=True)
+DEFAULT_FROM_EMAIL: str = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="phoenix@localhost")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -326,11 +381,34 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Model registry, real-time inference and monitoring.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from drf-spectacular-sidecar's static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
     "DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024
 )
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# Content-Security-Policy (django-csp): nothing from another origin, no inline script
+# and no eval (every page loads its scripts as files: templates, admin, Swagger UI's
+# split view, Redoc). A template that ever needs an inline script adds csp.constants.NONCE
+# here and nonce="{{ request.csp_nonce }}" on it. Inline style attributes stay allowed:
+# admin and Swagger UI set them, and they cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 # --- i18n, static ---------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -17,3 +17,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=True)
 CELERY_TASK_EAGER_PROPAGATES = True
 # No background writer of API keys' last use: tests flush it when they look at it.
 PHOENIX_API_KEY_USAGE_FLUSH_S = 0.0
+# The edge's throttles would carry counts from one test to the next through the one
+# phoenix.asgi application a test process imports (the fuzz test alone answers hundreds
+# of 401s): off here. tests/integration/test_http_edge.py builds edges with its own.
+PHOENIX_THROTTLE_IP_RATE = env.str("PHOENIX_THROTTLE_IP_RATE", default="0")
+PHOENIX_THROTTLE_KEY_RATE = env.str("PHOENIX_THROTTLE_KEY_RATE", default="0")
+PHOENIX_THROTTLE_AUTH_FAILURE_RATE = env.str("PHOENIX_THROTTLE_AUTH_FAILURE_RATE", default="0")

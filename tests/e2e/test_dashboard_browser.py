@@ -55,9 +55,18 @@ def browser_page() -> Iterator[Any]:
         context = browser.new_context(viewport={"width": 1360, "height": 900})
         page = context.new_page()
         page.set_default_timeout(15_000)
+        # The pages run under a Content-Security-Policy: anything it blocks is a bug.
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                refused.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         yield page
         context.close()
         browser.close()
+        assert refused == [], refused
 
 
 @pytest.fixture
@@ -170,7 +179,7 @@ def test_overview_updates_live_when_predictions_arrive(
 ) -> None:
     page = browser_page
     sign_in(page, asgi_server)
-    page.wait_for_function("window.phoenixLive.snapshots >= 1")
+    page.wait_for_function("() => window.phoenixLive.snapshots >= 1")
     before = shown_total(page)
     points_before = int(page.get_attribute("#chart-rps", "data-points") or 0)
     page.evaluate("window.__sameDocument = true")
@@ -178,13 +187,13 @@ def test_overview_updates_live_when_predictions_arrive(
     predict(asgi_server, served["key"], 25)
 
     # The count grows by 25 without a reload, and the chart gains points with traffic in them.
-    page.wait_for_function(f"{TOTAL} === {before + 25}")
+    page.wait_for_function(f"() => {TOTAL} === {before + 25}")
     row = page.locator('tr[data-model="credit"]')
     assert row.locator('[data-field="rps"]').text_content() not in (NO_VALUE, "0")
     assert row.locator('[data-field="p50"]').text_content() != NO_VALUE
     assert row.locator('[data-field="provider"]').text_content() == "CPU"
     page.wait_for_function(
-        f"Number(document.getElementById('chart-rps').dataset.points) > {points_before + 1}"
+        f"() => Number(document.getElementById('chart-rps').dataset.points) > {points_before + 1}"
     )
     assert page.evaluate("window.phoenixCharts['chart-rps'].data[1].some(v => v > 0)")
     assert page.evaluate("window.__sameDocument") is True
@@ -199,10 +208,12 @@ def test_overview_updates_live_when_predictions_arrive(
     page.goto(f"{asgi_server.url}/models/credit/")
     page.wait_for_selector('#live-status[data-state="open"]')
     traffic = traffic_in_background(asgi_server, served["key"], seconds=8)
-    page.wait_for_function("Number(document.getElementById('chart-latency').dataset.points) > 5")
+    page.wait_for_function(
+        "() => Number(document.getElementById('chart-latency').dataset.points) > 5"
+    )
     traffic.join()
     page.wait_for_function(
-        'document.querySelector(\'.arm[data-arm="champion"] [data-field="p99"]\')'
+        '() => document.querySelector(\'.arm[data-arm="champion"] [data-field="p99"]\')'
         f".textContent !== '{NO_VALUE}'"
     )
     assert int(page.get_attribute("#chart-confidence", "data-points") or 0) > 0
@@ -233,7 +244,7 @@ def test_socket_reconnects_after_the_server_closes_it(
 ) -> None:
     page = browser_page
     sign_in(page, asgi_server)
-    page.wait_for_function("window.phoenixLive.snapshots >= 1")
+    page.wait_for_function("() => window.phoenixLive.snapshots >= 1")
     assert page.evaluate("window.phoenixLive.connects") == 1
 
     asgi_server.stop()  # closes every websocket, as a deploy or crash would
@@ -247,5 +258,25 @@ def test_socket_reconnects_after_the_server_closes_it(
     snapshots = page.evaluate("window.phoenixLive.snapshots")
     before = shown_total(page)
     predict(asgi_server, served["key"], 3)
-    page.wait_for_function(f"{TOTAL} === {before + 3}")
+    page.wait_for_function(f"() => {TOTAL} === {before + 3}")
     assert page.evaluate("window.phoenixLive.snapshots") > snapshots
+
+
+def test_api_docs_render_from_vendored_files_under_the_csp(
+    asgi_server: LiveServer, served: dict[str, Any], browser_page: Any
+) -> None:
+    page = browser_page
+    sign_in(page, asgi_server)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(f"{asgi_server.url}/api/v1/docs/")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "Phoenix ML API" in (page.text_content(".swagger-ui .info .title") or "")
+    page.wait_for_selector(".swagger-ui .opblock-tag")  # the operations, from our schema
+
+    # Everything came from this server: no CDN at run time.
+    assert requested
+    assert all(url.startswith(asgi_server.url) or url.startswith("data:") for url in requested), [
+        url for url in requested if not url.startswith(asgi_server.url)
+    ]

@@ -228,14 +228,15 @@ def test_asgi_predict_errors_are_json(committed_key: str) -> None:
     assert json.loads(response["body"])["error"]["code"] == "not_found"
 
 
-def test_asgi_body_without_length_takes_the_streaming_path(committed_key: str) -> None:
-    # As before this change: Django reads no body without a Content-Length (a JSON 400).
+def test_asgi_body_without_length_is_read_by_the_edge_and_served(committed_key: str) -> None:
+    # Django's WSGI request reads no body without a Content-Length; the ASGI edge reads a
+    # chunked body (at most PHOENIX_MAX_BODY_BYTES) and hands it on with its length.
     response = asgi_call(
         "/api/v1/models/credit/predict", predict_body(), committed_key, content_length=False
     )
 
-    assert response["status"] == 400
-    assert "error" in json.loads(response["body"])
+    assert response["status"] == 200
+    assert json.loads(response["body"])["model"] == "credit"
 
 
 def test_large_or_chunked_bodies_go_to_the_fallback() -> None:

@@ -110,6 +110,13 @@ def test_a_throttled_view_declares_429_and_an_open_one_no_auth_errors() -> None:
     assert not {"401", "403"} & set(operation["responses"])
 
 
+def test_every_operation_declares_the_edge_statuses() -> None:
+    # The ASGI edge throttles (429) and limits headers (431) on every route.
+    for route, operations in _schema()["paths"].items():
+        for method, operation in operations.items():
+            assert {"429", "431"} <= set(operation["responses"]), (method, route)
+
+
 @pytest.mark.django_db
 def test_a_draft_experiment_matches_its_documented_shape(tmp_path: Path, settings: Any) -> None:
     # Fuzzing found nulls (decided_by, started_at, evaluated_at, ended_at of a draft)

@@ -274,18 +274,85 @@ def test_api_key_clients_cannot_upload_or_promote(tiny_onnx_model) -> None:
     assert ModelVersion.objects.get().stage == "staging"
 
 
-def test_http_basic_for_people(scientist, tiny_onnx_model) -> None:
+def _basic(username: str = "ds", password: str = "pw-ds-12345") -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def test_http_basic_is_off_by_default_and_never_prompts(scientist, tiny_onnx_model) -> None:
+    # A cross-site form post riding a browser's cached Basic login: refused, and the
+    # 401 asks for a Bearer token, so the browser shows no password dialog.
+    services.model_version_register(model_name="risk", file=tiny_onnx_model, stage="staging")
+    client = APIClient(enforce_csrf_checks=True)
+
+    response = client.post(
+        "/api/v1/models/risk/versions/1/stage",
+        {"stage": "production"},
+        format="multipart",
+        HTTP_AUTHORIZATION=_basic(),
+    )
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="phoenix"'
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert ModelVersion.objects.get().stage == "staging"
+
+
+def test_http_basic_when_enabled(settings, scientist, tiny_onnx_model) -> None:
+    settings.PHOENIX_HTTP_BASIC_AUTH = True
     client = APIClient()
-    credentials = base64.b64encode(b"ds:pw-ds-12345").decode()
 
     response = client.post(
         "/api/v1/models/risk/versions",
         {"file": _file(tiny_onnx_model.read_bytes())},
         format="multipart",
-        HTTP_AUTHORIZATION=f"Basic {credentials}",
+        HTTP_AUTHORIZATION=_basic(),
     )
+    wrong = client.get("/api/v1/models", HTTP_AUTHORIZATION=_basic(password="wrong"))
 
     assert response.status_code == 201
+    assert wrong.status_code == 401
+    # Still the Bearer challenge first: no browser prompt even with Basic on.
+    assert wrong["WWW-Authenticate"] == 'Bearer realm="phoenix"'
+
+
+def test_per_user_bearer_token_for_registry_writes(scientist, tiny_onnx_model) -> None:
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=scientist)
+    client = APIClient(enforce_csrf_checks=True)  # a token needs no CSRF token
+
+    upload = client.post(
+        "/api/v1/models/risk/versions",
+        {"file": _file(tiny_onnx_model.read_bytes()), "stage": "staging"},
+        format="multipart",
+        HTTP_AUTHORIZATION=f"Bearer {token.key}",
+    )
+    promote = client.post(
+        "/api/v1/models/risk/versions/1/stage",
+        {"stage": "production"},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {token.key}",
+    )
+    bad = client.get("/api/v1/models", HTTP_AUTHORIZATION="Bearer not-a-token")
+
+    assert (upload.status_code, promote.status_code) == (201, 200)
+    assert ModelVersion.objects.get().stage == "production"
+    assert AuditEvent.objects.filter(actor=scientist).count() >= 2
+    assert bad.status_code == 401
+    assert bad["WWW-Authenticate"] == 'Bearer realm="phoenix"'
+
+
+def test_session_writes_still_need_csrf(scientist, tiny_onnx_model) -> None:
+    services.model_version_register(model_name="risk", file=tiny_onnx_model, stage="staging")
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(scientist)
+
+    response = client.post(
+        "/api/v1/models/risk/versions/1/stage", {"stage": "production"}, format="json"
+    )
+
+    assert response.status_code == 403
+    assert ModelVersion.objects.get().stage == "staging"
 
 
 def test_openapi_schema_documents_the_registry(viewer_client) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for_port
 
-APP = '''
+APP = """
 import os
 
 async def app(scope, receive, send):
@@ -25,7 +25,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-'''
+"""
 
 
 def _listening_sockets(port: int) -> int:
