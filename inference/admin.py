@@ -90,7 +90,7 @@ class ApiKeyForm(forms.ModelForm[ApiKey]):
 
     class Meta:
         model = ApiKey
-        fields = ["name", "all_models", "allowed_models", "expires_at", "revoked_at"]
+        fields = ["name", "all_models", "allowed_models", "can_label", "expires_at", "revoked_at"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -110,13 +110,14 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "name",
         "prefix",
         "all_models",
+        "can_label",
         "created_at",
         "expires_at",
         "last_used_at",
         "revoked_at",
         "created_by",
     ]
-    list_filter = ["all_models", "revoked_at", "expires_at"]
+    list_filter = ["all_models", "can_label", "revoked_at", "expires_at"]
     search_fields = ["name", "prefix"]
     filter_horizontal = ["allowed_models"]
     readonly_fields = ["prefix", "created_by", "created_at", "last_used_at"]
@@ -124,6 +125,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "name",
         "all_models",
         "allowed_models",
+        "can_label",
         "prefix",
         "created_by",
         "created_at",

@@ -36,10 +36,12 @@ def api_key_create(
     model_names: Sequence[str] = (),
     all_models: bool = False,
     expires_at: datetime | None = None,
+    can_label: bool = False,
     created_by: Any = None,
 ) -> tuple[ApiKey, str]:
     """Create a key scoped to ``model_names``, or to every model with ``all_models``
-    (exactly one of the two), refused after ``expires_at`` when given.
+    (exactly one of the two), refused after ``expires_at`` when given; ``can_label``
+    lets it give ground truth for any prediction of its models (else only its own).
 
     Returns (ApiKey, the key in clear). Raises NotFound for an unknown model name,
     InvalidInput for an empty name, a scope that is neither or both, or an expiry in
@@ -62,7 +64,13 @@ def api_key_create(
     unknown = sorted(set(wanted) - {m.name for m in models})
     if unknown:
         raise NotFound(f"No model named {', '.join(unknown)}.", details={"models": unknown})
-    api_key = ApiKey(name=name, all_models=all_models, expires_at=expires_at, created_by=created_by)
+    api_key = ApiKey(
+        name=name,
+        all_models=all_models,
+        expires_at=expires_at,
+        can_label=can_label,
+        created_by=created_by,
+    )
     key = api_key_mint(api_key)
     with transaction.atomic():
         api_key.save()
