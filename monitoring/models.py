@@ -83,6 +83,10 @@ class DriftReport(models.Model):
     correction = models.CharField(max_length=32)
     # {feature: {"test", "statistic", "p_value", "p_adjusted", "psi", "wasserstein", "drift"}}
     features = models.JSONField(default=dict)
+    # Share of the window's rows that repeat an earlier row (status "duplicates" at or
+    # above PHOENIX_DRIFT_DUPLICATE_SHARE), and the API key that sent most repeats.
+    duplicate_share = models.FloatField(null=True, blank=True)
+    duplicate_api_key_id = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

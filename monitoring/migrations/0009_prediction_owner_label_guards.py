@@ -64,5 +64,15 @@ class Migration(migrations.Migration):
             name='status',
             field=models.CharField(choices=[('ok', 'No drift'), ('drift', 'Drift detected'), ('insufficient_data', 'Too few rows'), ('duplicates', 'Dominated by duplicate rows')], max_length=32),
         ),
+        migrations.AddField(
+            model_name='driftreport',
+            name='duplicate_api_key_id',
+            field=models.PositiveBigIntegerField(blank=True, null=True),
+        ),
+        migrations.AddField(
+            model_name='driftreport',
+            name='duplicate_share',
+            field=models.FloatField(blank=True, null=True),
+        ),
         migrations.RunPython(create_group, delete_group),
     ]
