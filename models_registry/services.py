@@ -169,6 +169,16 @@ def audit_event_record(
     )
 
 
+def audit_sign_in(*, user: Actor, address: str = "", via: str = "") -> AuditEvent:
+    """Record that ``user`` signed in (dashboards or admin) from ``address``."""
+    return audit_event_record(
+        action=AuditAction.LOGIN,
+        actor=user,
+        to_value="signed in",
+        details={"address": address, "path": via},
+    )
+
+
 def _audit_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 64 else text[:63] + "\u2026"

@@ -649,3 +649,28 @@ def test_with_kafka_pending_feedback_that_does_not_fit_the_model_is_dropped(
 
     assert result.feedback_applied == 0
     assert PredictionLog.objects.get(request_id=request_id).actual is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_feedback_path_flushes_the_publisher_outside_any_transaction(
+    credit_model: str, embedded_publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The flush writes other requests' rows too: they must not share this request's
+    # transaction (nor, on SQLite, wait for a lock it holds).
+    from django.db import connection
+
+    import monitoring.services.feedback as feedback
+
+    seen: list[bool] = []
+
+    def flush() -> None:
+        seen.append(connection.in_atomic_block)
+        embedded_publisher.flush()
+
+    monkeypatch.setattr(feedback, "event_publishing_flush", flush)
+    request_id = _predict(credit_model)
+
+    response = _post(Client(), request_id, {"actual": 1}, **{"X-API-Key": credit_model})
+
+    assert response.status_code == 200
+    assert seen == [False]
