@@ -812,6 +812,9 @@ def test_a_window_of_identical_predictions_is_reported_as_duplicates_not_drift(
     assert "API key id 41" in alert.message
     assert "event=drift_duplicates" in caplog.text
     assert "event=drift_detected" not in caplog.text
+    out = io.StringIO()
+    call_command("check_drift", "--model", demo.MODEL_NAME, stdout=out)
+    assert "100% of the rows repeat other rows (most from API key id 41)" in out.getvalue()
 
 
 def test_a_few_duplicates_under_the_threshold_still_get_a_verdict(
