@@ -698,14 +698,29 @@ def _label_only(version: ModelVersion, keep: int) -> None:
     rows.exclude(id__in=kept).update(actual=None, actual_at=None)
 
 
-def test_drift_with_too_few_labelled_rows_alerts_the_reason_and_retrains_nothing(
-    production: ModelVersion, django_capture_on_commit_callbacks: Any, settings: Any
+@pytest.mark.parametrize(
+    ("min_rows", "keep", "reason", "words"),
+    [
+        (200, 150, "too_few_labelled_rows", "150 labelled rows, fewer than the 200 needed"),
+        # 30 of 800 rows: 3.75 %, under the 5 % coverage needed.
+        (20, 30, "label_coverage_too_low", "30 of 800 rows labelled (3.8%), under the 5.0%"),
+    ],
+)
+def test_drift_with_too_little_ground_truth_alerts_the_reason_and_retrains_nothing(
+    production: ModelVersion,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    min_rows: int,
+    keep: int,
+    reason: str,
+    words: str,
 ) -> None:
     from monitoring.tasks import check_drift
 
-    settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS = 200
+    settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS = min_rows
+    settings.PHOENIX_RETRAINING_MIN_LABEL_COVERAGE = 0.05
     _log(production, n=800, seed=106, shift={"income": 1.0, "debt": 1.0})
-    _label_only(production, keep=150)
+    _label_only(production, keep=keep)
 
     with django_capture_on_commit_callbacks(execute=True):
         check_drift()
@@ -715,28 +730,9 @@ def test_drift_with_too_few_labelled_rows_alerts_the_reason_and_retrains_nothing
     assert not RetrainingJob.objects.exists()
     assert production.model.versions.count() == 1
     alert = Alert.objects.get(kind="retraining")
-    assert "150 labelled rows, fewer than the 200 needed" in alert.message
-    assert alert.payload["reason"] == "too_few_labelled_rows"
-    assert (alert.payload["labelled_rows"], alert.payload["logged_rows"]) == (150, 800)
-
-
-def test_drift_with_too_little_label_coverage_retrains_nothing(
-    production: ModelVersion, django_capture_on_commit_callbacks: Any, settings: Any
-) -> None:
-    from monitoring.tasks import check_drift
-
-    settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS = 20
-    settings.PHOENIX_RETRAINING_MIN_LABEL_COVERAGE = 0.05
-    _log(production, n=800, seed=106, shift={"income": 1.0, "debt": 1.0})
-    _label_only(production, keep=30)  # 3.75 % of the rows
-
-    with django_capture_on_commit_callbacks(execute=True):
-        check_drift()
-
-    assert not RetrainingJob.objects.exists()
-    alert = Alert.objects.get(kind="retraining")
-    assert alert.payload["reason"] == "label_coverage_too_low"
-    assert "30 of 800 rows labelled (3.8%), under the 5.0% needed" in alert.message
+    assert words in alert.message
+    assert alert.payload["reason"] == reason
+    assert (alert.payload["labelled_rows"], alert.payload["logged_rows"]) == (keep, 800)
 
 
 def test_enough_labels_after_a_shortfall_retrains(
