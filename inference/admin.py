@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from phoenix.change_bus import ChangeReason
 
 from . import batching
-from .api_keys import api_key_mint, api_key_revoke
+from .api_keys import api_key_audit, api_key_mint, api_key_revoke
 from .models import ApiKey, OnlineFeature, RoutingPolicy
 from .services import inference_config_changed, routing_policies_delete, routing_policy_save
 
@@ -75,13 +75,15 @@ class RoutingPolicyAdmin(admin.ModelAdmin[RoutingPolicy]):
     ]
 
     def save_model(self, request: HttpRequest, obj: RoutingPolicy, form: Any, change: bool) -> None:
-        routing_policy_save(policy=obj)
+        routing_policy_save(policy=obj, actor=request.user)
 
     def delete_model(self, request: HttpRequest, obj: RoutingPolicy) -> None:
-        routing_policies_delete(policies=RoutingPolicy.objects.filter(pk=obj.pk))
+        routing_policies_delete(
+            policies=RoutingPolicy.objects.filter(pk=obj.pk), actor=request.user
+        )
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RoutingPolicy]) -> None:
-        routing_policies_delete(policies=queryset)
+        routing_policies_delete(policies=queryset, actor=request.user)
 
 
 class ApiKeyForm(forms.ModelForm[ApiKey]):
@@ -90,7 +92,7 @@ class ApiKeyForm(forms.ModelForm[ApiKey]):
 
     class Meta:
         model = ApiKey
-        fields = ["name", "all_models", "allowed_models", "expires_at", "revoked_at"]
+        fields = ["name", "all_models", "allowed_models", "can_label", "expires_at", "revoked_at"]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -110,13 +112,14 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "name",
         "prefix",
         "all_models",
+        "can_label",
         "created_at",
         "expires_at",
         "last_used_at",
         "revoked_at",
         "created_by",
     ]
-    list_filter = ["all_models", "revoked_at", "expires_at"]
+    list_filter = ["all_models", "can_label", "revoked_at", "expires_at"]
     search_fields = ["name", "prefix"]
     filter_horizontal = ["allowed_models"]
     readonly_fields = ["prefix", "created_by", "created_at", "last_used_at"]
@@ -124,6 +127,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
         "name",
         "all_models",
         "allowed_models",
+        "can_label",
         "prefix",
         "created_by",
         "created_at",
@@ -143,20 +147,29 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
+        api_key_audit(
+            api_key=form.instance,
+            change="changed" if change else "created",
+            actor=request.user,
+            fields=list(form.changed_data),
+        )
         inference_config_changed(reason=ChangeReason.API_KEY)
 
     def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        api_key_audit(api_key=obj, change="deleted", actor=request.user)
         super().delete_model(request, obj)
         inference_config_changed(reason=ChangeReason.API_KEY)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_audit(api_key=api_key, change="deleted", actor=request.user)
         super().delete_queryset(request, queryset)
         inference_config_changed(reason=ChangeReason.API_KEY)
 
     @admin.action(description="Revoke selected API keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
-            api_key_revoke(api_key=api_key)
+            api_key_revoke(api_key=api_key, actor=request.user)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from models_registry.models import RegisteredModel
+from models_registry.models import AuditAction, RegisteredModel
+from models_registry.services import Actor, audit_event_record
 from phoenix.change_bus import ChangeReason
 from phoenix.exceptions import InvalidInput, NotFound
 
@@ -36,10 +37,12 @@ def api_key_create(
     model_names: Sequence[str] = (),
     all_models: bool = False,
     expires_at: datetime | None = None,
+    can_label: bool = False,
     created_by: Any = None,
 ) -> tuple[ApiKey, str]:
     """Create a key scoped to ``model_names``, or to every model with ``all_models``
-    (exactly one of the two), refused after ``expires_at`` when given.
+    (exactly one of the two), refused after ``expires_at`` when given; ``can_label``
+    lets it give ground truth for any prediction of its models (else only its own).
 
     Returns (ApiKey, the key in clear). Raises NotFound for an unknown model name,
     InvalidInput for an empty name, a scope that is neither or both, or an expiry in
@@ -62,22 +65,62 @@ def api_key_create(
     unknown = sorted(set(wanted) - {m.name for m in models})
     if unknown:
         raise NotFound(f"No model named {', '.join(unknown)}.", details={"models": unknown})
-    api_key = ApiKey(name=name, all_models=all_models, expires_at=expires_at, created_by=created_by)
+    api_key = ApiKey(
+        name=name,
+        all_models=all_models,
+        expires_at=expires_at,
+        can_label=can_label,
+        created_by=created_by,
+    )
     key = api_key_mint(api_key)
     with transaction.atomic():
         api_key.save()
         api_key.allowed_models.set(models)
+        api_key_audit(api_key=api_key, change="created", actor=created_by)
         inference_config_changed(reason=ChangeReason.API_KEY)
     return api_key, key
 
 
-def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke ``api_key`` now in every process (idempotent). Returns it."""
+def api_key_revoke(*, api_key: ApiKey, actor: Actor = None) -> ApiKey:
+    """Revoke ``api_key`` now in every process (idempotent; audited when it changes
+    something). Returns it."""
     if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            api_key.revoked_at = timezone.now()
+            api_key.save(update_fields=["revoked_at"])
+            api_key_audit(api_key=api_key, change="revoked", actor=actor)
     inference_config_changed(reason=ChangeReason.API_KEY)
     return api_key
+
+
+def api_key_audit(
+    *, api_key: ApiKey, change: str, actor: Actor = None, fields: Sequence[str] = ()
+) -> None:
+    """Write a key's creation, change, revocation or deletion to the audit trail: its
+    name and prefix (never the secret), scope, labelling right and expiry as they are
+    now, and ``fields`` changed (admin edits)."""
+    scope = (
+        ["*"]
+        if api_key.all_models
+        else sorted(api_key.allowed_models.values_list("name", flat=True))
+        if api_key.pk
+        else []
+    )
+    audit_event_record(
+        action=AuditAction.API_KEY,
+        actor=actor,
+        from_value=f"{api_key.name} ({api_key.prefix}...)",
+        to_value=change,
+        details={
+            "key": api_key.prefix,
+            "name": api_key.name,
+            "models": scope,
+            "can_label": api_key.can_label,
+            "expires_at": api_key.expires_at.isoformat() if api_key.expires_at else None,
+            "revoked_at": api_key.revoked_at.isoformat() if api_key.revoked_at else None,
+            "fields": list(fields),
+        },
+    )
 
 
 def api_key_find(identifier: str) -> ApiKey:

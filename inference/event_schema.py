@@ -54,6 +54,8 @@ class PredictionRecord(NamedTuple):
     latency_ms: float
     # time.time() when the request was scored.
     created_at: float
+    # The API key that made the request (its owner may label the prediction).
+    api_key_id: int | None = None
 
 
 class _EventIds:
@@ -134,6 +136,7 @@ def prediction_events(record: PredictionRecord) -> list[dict[str, Any]]:
     created_at = _timestamps.iso(record.created_at)
     request_id, model, version = record.request_id, record.model, record.version
     routed_by, latency_ms = record.routed_by, record.latency_ms
+    api_key_id = record.api_key_id
     if count == 1:  # the usual request: no per-row machinery
         return [
             {
@@ -149,6 +152,7 @@ def prediction_events(record: PredictionRecord) -> list[dict[str, Any]]:
                 "confidence": None if record.confidence is None else record.confidence[0],
                 "latency_ms": latency_ms,
                 "created_at": created_at,
+                "api_key_id": api_key_id,
             }
         ]
     rows = record.rows
@@ -169,6 +173,7 @@ def prediction_events(record: PredictionRecord) -> list[dict[str, Any]]:
             "confidence": row_confidence,
             "latency_ms": latency_ms,
             "created_at": created_at,
+            "api_key_id": api_key_id,
         }
         for i, (event_id, row, prediction, row_probabilities, row_confidence) in enumerate(
             zip(
@@ -207,6 +212,7 @@ class PredictionEvent:
     confidence: float | None
     latency_ms: float
     created_at: datetime
+    api_key_id: int | None = None
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
@@ -254,6 +260,11 @@ def parse_event(raw: bytes | dict[str, Any]) -> PredictionEvent:
     if not request_id or len(request_id) > 64:
         raise InvalidEvent("field 'request_id' must be 1 to 64 characters")
     latency = _optional_float(data.get("latency_ms", 0.0), "latency_ms")
+    api_key_id = data.get("api_key_id")
+    if api_key_id is not None and (
+        isinstance(api_key_id, bool) or not isinstance(api_key_id, int) or api_key_id < 0
+    ):
+        raise InvalidEvent("field 'api_key_id' must be a non-negative integer or null")
     return PredictionEvent(
         event_id=event_id,
         request_id=request_id,
@@ -267,6 +278,7 @@ def parse_event(raw: bytes | dict[str, Any]) -> PredictionEvent:
         confidence=_optional_float(data.get("confidence"), "confidence"),
         latency_ms=latency if latency is not None else 0.0,
         created_at=created_at,
+        api_key_id=api_key_id,
     )
 
 

@@ -95,6 +95,12 @@ class ApiKey(models.Model):
         help_text="Serve every model, present and future (else only the allowed models).",
     )
     allowed_models = models.ManyToManyField(RegisteredModel, blank=True, related_name="api_keys")
+    # Ground truth is otherwise taken only from the key that made the prediction.
+    can_label = models.BooleanField(
+        default=False,
+        help_text="May give feedback (ground truth) on any prediction of its models, "
+        "not only on its own.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import QuerySet
+
 from models_registry.models import Alias, ModelVersion, RegisteredModel
 from models_registry.selectors import model_version_get, servable_versions
 from models_registry.stages import Stage, champion_resolve
@@ -56,6 +58,8 @@ class ApiKeyPrincipal:
     allowed_models: frozenset[str] | None
     # Seconds since the epoch after which the key is refused; None: never.
     expires_at: float | None = None
+    # May label any prediction of its models, not only its own (ApiKey.can_label).
+    can_label: bool = False
 
     # DRF's IsAuthenticated and Django's request.user conventions.
     is_authenticated = True
@@ -151,11 +155,16 @@ def registered_model_exists(*, name: str) -> bool:
 def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
     """The key with this hash, not revoked (expired ones included: the caller says why
     it refuses them), or None."""
-    api_key = (
-        ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True)
-        .prefetch_related("allowed_models")
-        .first()
-    )
+    return _principal(ApiKey.objects.filter(key_hash=key_hash))
+
+
+def api_key_principal_by_id(*, key_id: int) -> ApiKeyPrincipal | None:
+    """The key with this id as ``api_key_principal_get`` reads it (not revoked), or None."""
+    return _principal(ApiKey.objects.filter(pk=key_id))
+
+
+def _principal(keys: QuerySet[ApiKey]) -> ApiKeyPrincipal | None:
+    api_key = keys.filter(revoked_at__isnull=True).prefetch_related("allowed_models").first()
     if api_key is None:
         return None
     names = None if api_key.all_models else frozenset(m.name for m in api_key.allowed_models.all())
@@ -165,6 +174,7 @@ def api_key_principal_get(*, key_hash: str) -> ApiKeyPrincipal | None:
         prefix=api_key.prefix,
         allowed_models=names,
         expires_at=api_key.expires_at.timestamp() if api_key.expires_at is not None else None,
+        can_label=api_key.can_label,
     )
 
 

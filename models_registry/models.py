@@ -123,12 +123,20 @@ class AuditAction(models.TextChoices):
     REFERENCE = "reference", "Reference data attached"
     DELETE = "delete", "Deletion"
     EXPERIMENT = "experiment", "Experiment"
+    ROUTING = "routing", "Routing policy change"
+    API_KEY = "api_key", "API key change"
+    LOGIN = "login", "Sign-in"
+    RELABEL = "relabel", "Relabelling"
 
 
 class AuditEvent(models.Model):
-    """Who moved what, from where to where. Names are copied so the row outlives deletions."""
+    """Who moved what, from where to where. Names are copied so the row outlives deletions.
 
-    model_name = models.CharField(max_length=128, db_index=True)
+    Beyond the registry's own moves it records routing-policy and API-key changes,
+    sign-ins and relabelled ground truth (``model_name`` empty where no model is
+    concerned, e.g. a sign-in)."""
+
+    model_name = models.CharField(max_length=128, db_index=True, blank=True)
     version = models.CharField(max_length=64, blank=True)
     action = models.CharField(max_length=16, choices=AuditAction.choices)
     from_value = models.CharField(max_length=64, blank=True)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 from django.db.models import Prefetch, Q, QuerySet
+from google.protobuf.message import DecodeError
 
 from .exceptions import InvalidReferenceData, ModelNotFound, ModelVersionNotFound
 from .models import Alias, AuditEvent, ModelAlias, ModelVersion, RegisteredModel
+from .output_types import OTHER, OutputType, output_type_read
 from .reference_data import reference_suffix, reference_table_read
 from .stages import Stage
 
@@ -126,3 +128,29 @@ def audit_events_list(
         events = events.filter(action__in=list(actions))
     events = events.order_by("-created_at", "-id")
     return events[:limit] if limit is not None else events
+
+
+_output_types: dict[str, OutputType] = {}
+
+
+def model_version_output_type(*, model_name: str, version: str) -> OutputType | None:
+    """What the version predicts (classes or a number), or None when the version is gone.
+
+    Read from its ONNX file once per file (keyed by sha256, so a replaced file is read
+    again); the graph is parsed, not run.
+    """
+    stored = (
+        ModelVersion.objects.filter(model__name=model_name, version=version)
+        .only("sha256", "file")
+        .first()
+    )
+    if stored is None:
+        return None
+    known = _output_types.get(stored.sha256)
+    if known is None:
+        try:
+            known = output_type_read(Path(stored.file.path))
+        except (OSError, DecodeError):
+            return OutputType(kind=OTHER)  # the file is gone or unreadable: no type to hold
+        _output_types[stored.sha256] = known
+    return known

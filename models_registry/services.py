@@ -14,6 +14,7 @@ functions, so the rules hold the same everywhere:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import posixpath
 import tempfile
@@ -126,6 +127,7 @@ def _audit(
     from_value: str = "",
     to_value: str = "",
     details: dict[str, Any] | None = None,
+    actor_name: str = "",
 ) -> AuditEvent:
     user = _actor(actor)
     return AuditEvent.objects.create(
@@ -135,9 +137,51 @@ def _audit(
         from_value=from_value,
         to_value=to_value,
         actor=user,
-        actor_name=user.get_username() if user is not None else "",
+        actor_name=user.get_username() if user is not None else actor_name[:150],
         details=details or {},
     )
+
+
+def audit_event_record(
+    *,
+    action: str,
+    actor: Actor,
+    model_name: str = "",
+    version: str = "",
+    from_value: Any = "",
+    to_value: Any = "",
+    actor_name: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Write one audit entry for a change outside the registry's own moves (routing
+    policies, API keys, sign-ins, relabelling). Values are shown as text, cut to the
+    column's 64 characters (the full values go in ``details`` when they matter).
+    ``actor_name`` names an actor that is no user (an API key); returns the entry."""
+    return _audit(
+        model_name=model_name,
+        version=version,
+        action=action,
+        actor=actor,
+        from_value=_audit_text(from_value),
+        to_value=_audit_text(to_value),
+        details=details,
+        actor_name=actor_name,
+    )
+
+
+def audit_sign_in(*, user: Actor, address: str = "", via: str = "") -> AuditEvent:
+    """Record that ``user`` signed in (dashboards or admin) from ``address``."""
+    return audit_event_record(
+        action=AuditAction.LOGIN,
+        actor=user,
+        to_value="signed in",
+        details={"address": address, "path": via},
+    )
+
+
+def _audit_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 64 else text[:63] + "\u2026"
 
 
 def _publish_on_commit(model_name: str, reason: ChangeReason) -> None:

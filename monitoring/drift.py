@@ -376,3 +376,45 @@ def _as_2d(values: ArrayLike) -> FloatArray:
 def _finite(value: float) -> float | None:
     # JSON (and PostgreSQL's jsonb) has no NaN or infinity.
     return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """How much of a window repeats itself: ``share`` of rows that repeat an earlier row
+    of the window, and the source (e.g. an API key id) that sent most of those repeats
+    with its ``source_share`` of them (None when there are no repeats or no sources)."""
+
+    share: float
+    rows: int
+    source: Any = None
+    source_share: float = 0.0
+
+
+def duplicate_rows(current: ArrayLike, sources: Sequence[Any] | None = None) -> Duplicates:
+    """The repeated rows of ``current`` (rows x features; NaN equals NaN here).
+
+    A flood of identical requests moves every feature's distribution at once: a window
+    made mostly of repeats says more about who sent it than about the world, so the drift
+    check reports it as such instead of judging it.
+    """
+    matrix = np.asarray(current, dtype=np.float64)
+    rows = int(matrix.shape[0]) if matrix.ndim else 0
+    if rows == 0:
+        return Duplicates(share=0.0, rows=0)
+    # NaN != NaN would make every row with a missing value unique; compare bit patterns.
+    keyed = np.where(np.isnan(matrix), np.inf, matrix).reshape(rows, -1)
+    _, first = np.unique(keyed, axis=0, return_index=True)
+    repeated = np.ones(rows, dtype=bool)
+    repeated[first] = False
+    count = int(repeated.sum())
+    if count == 0 or sources is None or len(sources) != rows:
+        return Duplicates(share=count / rows, rows=rows)
+    values, counts = np.unique(
+        np.asarray([str(s) for s, r in zip(sources, repeated, strict=True) if r]),
+        return_counts=True,
+    )
+    top = int(np.argmax(counts))
+    named = [s for s, r in zip(sources, repeated, strict=True) if r and str(s) == values[top]]
+    return Duplicates(
+        share=count / rows, rows=rows, source=named[0], source_share=float(counts[top]) / count
+    )

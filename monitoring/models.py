@@ -26,8 +26,14 @@ class PredictionLog(models.Model):
     created_at = models.DateTimeField()
     actual = models.JSONField(null=True, blank=True)
     actual_at = models.DateTimeField(null=True, blank=True)
+    # The id of the API key that made the prediction (copied, not a foreign key, like
+    # the names): its owner may label it. None for rows logged before keys were recorded.
+    api_key_id = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            ("label_predictionlog", "Can give ground truth (labels) for any logged prediction")
+        ]
         indexes = [
             models.Index(
                 fields=["model_name", "version", "created_at"], name="predlog_drift_window"
@@ -48,6 +54,10 @@ class PendingFeedback(models.Model):
     request_id = models.CharField(max_length=64, unique=True)
     actual = models.JSONField()
     received_at = models.DateTimeField()
+    # Who sent it, checked against the rows when they arrive: the key that made the
+    # prediction, a labelling key for its model, or a person allowed to label.
+    api_key_id = models.PositiveBigIntegerField(null=True, blank=True)
+    by_labeller = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"pending feedback for {self.request_id}"
@@ -57,6 +67,7 @@ class DriftStatus(models.TextChoices):
     OK = "ok", "No drift"
     DRIFT = "drift", "Drift detected"
     INSUFFICIENT_DATA = "insufficient_data", "Too few rows"
+    DUPLICATES = "duplicates", "Dominated by duplicate rows"
 
 
 class DriftReport(models.Model):
@@ -72,6 +83,10 @@ class DriftReport(models.Model):
     correction = models.CharField(max_length=32)
     # {feature: {"test", "statistic", "p_value", "p_adjusted", "psi", "wasserstein", "drift"}}
     features = models.JSONField(default=dict)
+    # Share of the window's rows that repeat an earlier row (status "duplicates" at or
+    # above PHOENIX_DRIFT_DUPLICATE_SHARE), and the API key that sent most repeats.
+    duplicate_share = models.FloatField(null=True, blank=True)
+    duplicate_api_key_id = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -66,6 +67,30 @@ class DependencyUnavailable(ApplicationError):
     code = "dependency_unavailable"
 
 
+class DatabaseBusy(DependencyUnavailable):
+    """The database stayed locked past its busy timeout (SQLite, the embedded default,
+    has one writer at a time; PostgreSQL's lock_timeout): worth retrying shortly."""
+
+    code = "database_busy"
+    retry_after_s = 1
+
+
+# SQLite's words for a lock it waited on in vain ("database is locked", "database table
+# is locked") and PostgreSQL's SQLSTATE for lock_timeout (55P03, lock_not_available).
+_LOCK_MESSAGES = ("database is locked", "database table is locked")
+_LOCK_SQLSTATES = ("55P03",)
+
+
+def database_lock_timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database giving up on a lock (not a broken query)."""
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) in _LOCK_SQLSTATES:
+        return True
+    return any(words in str(exc).lower() for words in _LOCK_MESSAGES)
+
+
 class Unauthenticated(ApplicationError):
     code = "not_authenticated"
 
@@ -104,6 +129,9 @@ def error_response(error: ApplicationError) -> JsonResponse:
     response = JsonResponse(error_body(error.code, error.message, error.details), status=status)
     if status == 401:
         response["WWW-Authenticate"] = BEARER_CHALLENGE
+    retry_after = getattr(error, "retry_after_s", None)
+    if retry_after is not None:
+        response["Retry-After"] = str(int(retry_after))
     return response
 
 
@@ -120,7 +148,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF's EXCEPTION_HANDLER: every expected error becomes the JSON error shape.
 
     Returns None for anything unexpected, so DRF re-raises it and Django logs a 500.
+    A database lock timeout is expected under contention: 503 with Retry-After.
     """
+    if database_lock_timed_out(exc):
+        logger.warning("database lock timed out: %s", exc)
+        exc = DatabaseBusy(
+            "The database is busy; retry shortly.",
+            details={"retry_after_s": DatabaseBusy.retry_after_s},
+        )
     if isinstance(exc, ApplicationError):
         status, code, message, details = status_for(exc), exc.code, exc.message, exc.details
     elif isinstance(exc, RequestDataTooBig):
@@ -138,6 +173,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     wait = getattr(exc, "wait", None)  # set by DRF's Throttled
     if isinstance(exc, drf_exceptions.Throttled) and wait is not None:
         headers["Retry-After"] = str(int(wait))
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
     # DRF sets the challenge of the view's first authenticator (Bearer, Basic, ...);
     # a 401 raised as a domain error (an API key refused) gets the Bearer one.
     auth_header = getattr(exc, "auth_header", None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,32 @@ def prediction_events_record(monkeypatch: Any) -> list[dict[str, Any]]:
 
     monkeypatch.setattr(inference.events, "publish_prediction", record)
     return recorded
+
+
+@contextmanager
+def embedded_publisher_installed(
+    journal_dir: Path, *, buffer_size: int = 100, batch_size: int = 50, flush_s: float = 60.0
+) -> Iterator[Any]:
+    """The embedded backend's publisher (PredictionLog rows), in place of this process's
+    while the block runs; with the long ``flush_s`` it ships only when flushed."""
+    from inference import events as events_module
+    from inference.events import EventPublisher, PublisherConfig
+
+    config = PublisherConfig(
+        backend="database",
+        topic="inference-events",
+        buffer_size=buffer_size,
+        batch_size=batch_size,
+        flush_interval_s=flush_s,
+        journal_dir=journal_dir,
+    )
+    publisher = EventPublisher(config)
+    previous = events_module.set_publisher(publisher)
+    try:
+        yield publisher
+    finally:
+        publisher.stop()
+        events_module.set_publisher(previous)
 
 
 def wsgi_call(

@@ -9,6 +9,8 @@ import onnx
 from onnx import TensorProto, helper
 
 DATA_SCIENTISTS = "Data scientists"
+LABELLERS = "Labellers"
+RELEASE_MANAGERS = "Release managers"
 
 # A model this project did not build: two inputs of different dtypes (float32 and int64),
 # shipped with the onnx package's backend test data.
@@ -65,6 +67,36 @@ def data_scientists_group_ensure() -> None:
 
     migration = importlib.import_module("models_registry.migrations.0002_data_scientists_group")
     migration.create_group(apps, None)
+
+
+def labellers_group_ensure() -> None:
+    """Migration 0009's "Labellers" group again (a transactional test may have flushed it)."""
+    from django.apps import apps
+
+    migration = importlib.import_module("monitoring.migrations.0009_prediction_owner_label_guards")
+    migration.create_group(apps, None)
+
+
+def release_managers_group_ensure() -> None:
+    """Migration 0004's "Release managers" group again (see ``labellers_group_ensure``)."""
+    from django.apps import apps
+
+    migration = importlib.import_module(
+        "models_registry.migrations.0004_audit_trail_beyond_registry"
+    )
+    migration.create_group(apps, None)
+
+
+def make_member(django_user_model: type, username: str, group: str, **extra: object) -> object:
+    """A user (password "pw-<username>-12345") in ``group``, which is ensured first."""
+    from django.contrib.auth.models import Group
+
+    {LABELLERS: labellers_group_ensure, RELEASE_MANAGERS: release_managers_group_ensure}[group]()
+    user = django_user_model.objects.create_user(
+        username=username, password=f"pw-{username}-12345", **extra
+    )
+    user.groups.add(Group.objects.get(name=group))
+    return user
 
 
 def make_data_scientist(

@@ -255,6 +255,7 @@ def _record(
     probabilities: list[list[float]] | None,
     confidence: list[float] | None,
     latency_ms: float,
+    api_key_id: int | None,
 ) -> PredictionRecord:
     """What the event publisher keeps of a scored request (its events are built later)."""
     return PredictionRecord(
@@ -268,6 +269,7 @@ def _record(
         confidence,
         latency_ms,
         time.time(),
+        api_key_id,
     )
 
 
@@ -280,7 +282,11 @@ def _publish(record: PredictionRecord) -> None:
 
 
 def _shadow_score(
-    challenger: ServedVersion, feeds: Feeds, rows: list[dict[str, Any]], request_id: str
+    challenger: ServedVersion,
+    feeds: Feeds,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    api_key_id: int | None,
 ) -> None:
     try:
         model = session_cache.session_for(challenger)
@@ -305,6 +311,7 @@ def _shadow_score(
                 probabilities=probabilities,
                 confidence=confidence,
                 latency_ms=latency_ms,
+                api_key_id=api_key_id,
             )
         )
     except Exception:
@@ -312,11 +319,15 @@ def _shadow_score(
 
 
 def _shadow(
-    challenger: ServedVersion, feeds: Feeds, rows: list[dict[str, Any]], request_id: str
+    challenger: ServedVersion,
+    feeds: Feeds,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    api_key_id: int | None,
 ) -> None:
     model = session_cache.get(challenger.sha256)
     shadow_run(
-        lambda: _shadow_score(challenger, feeds, rows, request_id),
+        lambda: _shadow_score(challenger, feeds, rows, request_id, api_key_id),
         inline=model is not None and model.inline,
         label=challenger.label,
         request_id=request_id,
@@ -350,7 +361,7 @@ def _predict(
         outputs = _score(served, model, feeds)
         predictions, probabilities, confidence = outputs_read(model.output_names, outputs)
         if shadow is not None:
-            _shadow(shadow, feeds, rows, request_id)
+            _shadow(shadow, feeds, rows, request_id, principal.id)
     except ApplicationError as error:
         metrics.request_observed(
             model=label_model, version=label_version, route=route, status=status_for(error)
@@ -373,6 +384,7 @@ def _predict(
             probabilities=probabilities,
             confidence=confidence,
             latency_ms=latency_ms,
+            api_key_id=principal.id,
         )
     )
     return Prediction(

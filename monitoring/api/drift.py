@@ -30,9 +30,13 @@ class DriftReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
     correction = serializers.CharField()
     drifted_features = serializers.SerializerMethodField()
     features = serializers.JSONField()
+    # Share of the window's rows repeating another row ("duplicates" at or over the limit).
+    duplicate_share = serializers.FloatField(allow_null=True)
     created_at = serializers.DateTimeField()
 
     def get_drifted_features(self, report: object) -> list[str]:
+        if getattr(report, "status", None) != "drift":
+            return []  # no verdict of drift (a duplicates window keeps its statistics)
         features: dict[str, dict[str, object]] = getattr(report, "features", {})
         return sorted(name for name, f in features.items() if f.get("drift"))
 

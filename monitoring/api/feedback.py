@@ -1,4 +1,7 @@
-"""POST /api/v1/predictions/{request_id}/feedback: ground truth for logged predictions."""
+"""POST /api/v1/predictions/{request_id}/feedback: ground truth for logged predictions.
+
+Only the key that made the prediction, a can_label key for its model or a person with
+the labelling permission may give it (403); the label must fit the model (400)."""
 
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ class PredictionFeedbackView(APIView):
         responses={
             200: OutputSerializer,
             202: OutputSerializer,
-            **error_responses({503: "API keys cannot be checked"}),
+            **error_responses({503: "API keys cannot be checked, or the database is busy"}),
         },
     )
     def post(self, request: Request, request_id: str) -> Response:

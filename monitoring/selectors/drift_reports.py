@@ -26,12 +26,18 @@ def drift_reports_list(
     return reports.order_by("-created_at", "-id")[:limit]
 
 
-def drift_report_previous_verdict(*, report: DriftReport) -> DriftReport | None:
-    """The version's last report before ``report`` that reached a verdict (ok or drift)."""
+def drift_report_previous_verdict(
+    *, report: DriftReport, duplicates: bool = False
+) -> DriftReport | None:
+    """The version's last report before ``report`` that reached a verdict (ok or drift;
+    with ``duplicates``, a window reported as dominated by duplicates counts too)."""
+    statuses = [DriftStatus.OK, DriftStatus.DRIFT]
+    if duplicates:
+        statuses.append(DriftStatus.DUPLICATES)
     return (
         DriftReport.objects.filter(
             model_version_id=report.model_version_id,
-            status__in=[DriftStatus.OK, DriftStatus.DRIFT],
+            status__in=statuses,
             id__lt=report.id,
         )
         .order_by("-id")
@@ -62,8 +68,11 @@ def drift_event(report: DriftReport) -> dict[str, Any]:
         "reference_rows": report.reference_rows,
         "alpha": report.alpha,
         "correction": report.correction,
-        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
+        "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift"))
+        if report.status == DriftStatus.DRIFT
+        else [],
         "features": report.features,
+        "duplicate_share": report.duplicate_share,
     }
 
 
@@ -89,16 +98,23 @@ def window_features_load(
     end: datetime,
     feature_names: Sequence[str],
     limit: int,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, list[int | None], int]:
     """Logged features of one version in [start, end) as rows x features (float64, NaN
-    where a value is missing or not a number), newest ``limit`` rows, and the window's
-    total row count."""
+    where a value is missing or not a number), newest ``limit`` rows; the API key id that
+    made each of those rows; and the window's total row count."""
     rows = PredictionLog.objects.filter(
         model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
     )
     total = rows.count()
-    features = rows.order_by("-created_at").values_list("features", flat=True)[:limit]
-    return features_matrix(features, feature_names), total
+    newest = list(rows.order_by("-created_at").values_list("features", "api_key_id")[:limit])
+    keys = [key for _, key in newest]
+    return features_matrix((f for f, _ in newest), feature_names), keys, total
+
+
+def label_coverage(*, model_name: str, since: datetime) -> tuple[int, int]:
+    """(labelled rows, all rows) logged for ``model_name`` (any version) since ``since``."""
+    rows = PredictionLog.objects.filter(model_name=model_name, created_at__gte=since)
+    return rows.exclude(actual__isnull=True).count(), rows.count()
 
 
 def labelled_rows_load(

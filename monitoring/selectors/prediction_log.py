@@ -5,15 +5,6 @@ from __future__ import annotations
 from monitoring.models import PendingFeedback, PredictionLog
 
 
-def prediction_log_models_for_request(*, request_id: str) -> set[str]:
-    """Names of the models that scored ``request_id`` (empty when no row is logged yet)."""
-    return set(
-        PredictionLog.objects.filter(request_id=request_id)
-        .values_list("model_name", flat=True)
-        .distinct()
-    )
-
-
 def prediction_log_count(*, model_name: str | None = None) -> int:
     rows = PredictionLog.objects.all()
     if model_name is not None:

@@ -66,7 +66,9 @@ def drift_report_compute(
     """Test the version's logged rows in [now - window, now) against its reference data.
 
     Saves and returns the report: ``insufficient_data`` (no verdict) when the window has
-    fewer than PHOENIX_DRIFT_MIN_ROWS rows or the version has no reference data, else
+    fewer than PHOENIX_DRIFT_MIN_ROWS rows or the version has no reference data;
+    ``duplicates`` (no verdict either, the features' statistics kept for a look) when at
+    least PHOENIX_DRIFT_DUPLICATE_SHARE of the window's rows repeat another row; else
     ``drift`` or ``ok`` from ``monitoring.drift.dataset_drift``. Raises ValueError for
     an alpha or correction ``dataset_drift`` refuses.
     """
@@ -95,7 +97,7 @@ def drift_report_compute(
         report.save()
         return report
 
-    current, total = window_features_load(
+    current, keys, total = window_features_load(
         model_name=version.model.name,
         version=version.version,
         start=start,
@@ -116,6 +118,11 @@ def drift_report_compute(
         )
         report.status = DriftStatus.DRIFT if result.drift else DriftStatus.OK
         report.features = result.features_as_dict()
+        repeats = drift.duplicate_rows(current, keys)
+        report.duplicate_share = round(repeats.share, 6)
+        report.duplicate_api_key_id = repeats.source
+        if repeats.share >= settings.PHOENIX_DRIFT_DUPLICATE_SHARE:
+            report.status = DriftStatus.DUPLICATES
     report.save()
     _metrics_export(report)
     logger.info(
@@ -131,8 +138,13 @@ def drift_report_compute(
 def drift_report_act(*, report: DriftReport) -> None:
     """On drift: a structured log line, a Kafka event, an alert (once per drift episode,
     when the previous verdict was not drift) and a retraining request (the cooldown
-    keeps a drifting model from retraining on every check). No drift: nothing."""
+    keeps a drifting model from retraining on every check). A window dominated by
+    duplicates: a log line and an alert (once per episode) naming the share and the key
+    that sent most of them, never retraining. No drift: nothing."""
     _dashboard_push(report)
+    if report.status == DriftStatus.DUPLICATES:
+        _duplicates_report(report)
+        return
     if report.status != DriftStatus.DRIFT:
         return
     version = report.model_version
@@ -165,6 +177,43 @@ def drift_report_act(*, report: DriftReport) -> None:
             payload=event,
         )
     retraining_job_request(model=version.model, drift_report=report, now=report.window_end)
+
+
+def _duplicates_report(report: DriftReport) -> None:
+    version = report.model_version
+    share = report.duplicate_share or 0.0
+    key = report.duplicate_api_key_id
+    source = f", most of them from API key id {key}" if key is not None else ""
+    logger.warning(
+        "event=drift_duplicates model=%s version=%s report=%s rows=%s duplicate_share=%.3f "
+        "api_key_id=%s",
+        version.model.name,
+        version.version,
+        report.id,
+        report.rows,
+        share,
+        key,
+    )
+    previous = drift_report_previous_verdict(report=report, duplicates=True)
+    if previous is not None and previous.status == DriftStatus.DUPLICATES:
+        return  # the same episode: alerted already
+    alert_create(
+        kind=AlertKind.DRIFT,
+        message=(
+            f"No drift verdict for {version.model.name} v{version.version}: {share:.0%} of "
+            f"the window's {report.rows} rows repeat other rows{source}. A flood of identical "
+            "requests is not a change in the world; nothing is retrained."
+        ),
+        model_version=version,
+        payload={
+            "model": version.model.name,
+            "version": version.version,
+            "report": report.id,
+            "status": report.status,
+            "duplicate_share": share,
+            "api_key_id": key,
+        },
+    )
 
 
 def drift_check(
@@ -202,8 +251,8 @@ def drift_check_version(*, version_id: int, window_s: int | None = None) -> dict
 
 
 def _metrics_export(report: DriftReport) -> None:
-    if report.status == DriftStatus.INSUFFICIENT_DATA:
-        return
+    if report.status in (DriftStatus.INSUFFICIENT_DATA, DriftStatus.DUPLICATES):
+        return  # no verdict: leave the last one shown
     model, version = report.model_version.model.name, report.model_version.version
     DRIFT_DETECTED.labels(model=model, version=version).set(
         1 if report.status == DriftStatus.DRIFT else 0

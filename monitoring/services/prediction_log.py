@@ -54,6 +54,7 @@ def _row(event: PredictionEvent) -> PredictionLog:
         confidence=event.confidence,
         latency_ms=event.latency_ms,
         created_at=event.created_at,
+        api_key_id=event.api_key_id,
     )
 
 
@@ -181,6 +182,7 @@ def _insert_sqlite(events: list[PredictionEvent]) -> int:
                 e.confidence,
                 e.latency_ms,
                 adapt_datetime(e.created_at),
+                e.api_key_id,
             )
             for e in events
         ]
@@ -242,6 +244,7 @@ def _sqlite_rows_published(events: list[dict[str, Any]]) -> list[tuple[Any, ...]
             get(e, "confidence"),
             get(e, "latency_ms"),
             stored_at(get(e, "created_at")),
+            get(e, "api_key_id"),
         )
         for e in events
     ]
@@ -260,6 +263,7 @@ _PG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("confidence", "double precision"),
     ("latency_ms", "double precision"),
     ("created_at", "timestamptz"),
+    ("api_key_id", "bigint"),
 )
 
 
@@ -280,6 +284,7 @@ def _insert_postgresql(events: list[PredictionEvent]) -> int:
                 "confidence": e.confidence,
                 "latency_ms": e.latency_ms,
                 "created_at": e.created_at.isoformat(),
+                "api_key_id": e.api_key_id,
             }
             for e in events
         ],

@@ -30,8 +30,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from models_registry.models import ModelVersion, RegisteredModel
-from monitoring.models import AlertKind, DriftReport, RetrainingJob, RetrainingStatus
-from monitoring.selectors.drift_reports import labelled_rows_load
+from monitoring.models import Alert, AlertKind, DriftReport, RetrainingJob, RetrainingStatus
+from monitoring.selectors.drift_reports import label_coverage, labelled_rows_load
 from monitoring.services.alerts import alert_create
 from monitoring.services.dashboard_push import dashboard_event_push
 from phoenix.task_queue import task_enqueue_on_commit
@@ -91,7 +91,9 @@ def retraining_job_request(
     Drift and lost performance (``monitoring.services.performance``) both ask; ``reason``
     says which in the manual-retraining alert. Returns the new job (queued; run by a
     Celery task after commit), a ``manual`` job with an alert when the model has no
-    recipe, or None during the cooldown.
+    recipe, or None during the cooldown, or when there is too little ground truth to
+    learn from (``retraining_labels_shortfall``: then an alert says why, once per
+    cooldown).
     """
     now = now or timezone.now()
     cooldown = timedelta(seconds=settings.PHOENIX_RETRAINING_COOLDOWN_S)
@@ -99,6 +101,14 @@ def retraining_job_request(
         # Row lock (PostgreSQL): two checks deciding at once cannot both start a job.
         RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()
         if RetrainingJob.objects.filter(model=model, created_at__gte=now - cooldown).exists():
+            return None
+        shortfall = (
+            retraining_labels_shortfall(model_name=model.name, now=now)
+            if model.retraining_recipe
+            else None  # retraining is a person's job then: the manual alert below
+        )
+        if shortfall is not None:
+            _shortfall_alert(model=model, drift_report=drift_report, shortfall=shortfall, now=now)
             return None
         if not model.retraining_recipe:
             job = RetrainingJob.objects.create(
@@ -121,6 +131,71 @@ def retraining_job_request(
         task_enqueue_on_commit("monitoring.tasks.retrain_model", job.id)
     logger.info("retraining of %s queued as job %s", model.name, job.id)
     return job
+
+
+def retraining_labels_shortfall(*, model_name: str, now: datetime) -> dict[str, Any] | None:
+    """Why the model's recent ground truth is too thin to retrain on, or None when it is
+    enough: at least PHOENIX_RETRAINING_MIN_LABELLED_ROWS labelled rows within
+    PHOENIX_RETRAINING_LOOKBACK_S, making at least PHOENIX_RETRAINING_MIN_LABEL_COVERAGE
+    of the rows logged then. The answer names the reason and the numbers."""
+    since = now - timedelta(seconds=settings.PHOENIX_RETRAINING_LOOKBACK_S)
+    labelled, logged = label_coverage(model_name=model_name, since=since)
+    min_rows = settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS
+    min_coverage = settings.PHOENIX_RETRAINING_MIN_LABEL_COVERAGE
+    coverage = labelled / logged if logged else 0.0
+    numbers = {
+        "labelled_rows": labelled,
+        "logged_rows": logged,
+        "coverage": round(coverage, 6),
+        "min_labelled_rows": min_rows,
+        "min_label_coverage": min_coverage,
+    }
+    if labelled < min_rows:
+        return {
+            "reason": "too_few_labelled_rows",
+            "message": f"{labelled} labelled rows, fewer than the {min_rows} needed",
+            **numbers,
+        }
+    if coverage < min_coverage:
+        return {
+            "reason": "label_coverage_too_low",
+            "message": (
+                f"{labelled} of {logged} rows labelled ({coverage:.1%}), under the "
+                f"{min_coverage:.1%} needed"
+            ),
+            **numbers,
+        }
+    return None
+
+
+def _shortfall_alert(
+    *,
+    model: RegisteredModel,
+    drift_report: DriftReport | None,
+    shortfall: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Say why retraining did not run; once per cooldown and reason, not on every check."""
+    cooldown = timedelta(seconds=settings.PHOENIX_RETRAINING_COOLDOWN_S)
+    recent = Alert.objects.filter(
+        kind=AlertKind.RETRAINING,
+        created_at__gte=now - cooldown,
+        payload__model=model.name,
+        payload__reason=shortfall["reason"],
+    )
+    logger.warning("retraining of %s not started: %s", model.name, shortfall["message"])
+    if recent.exists():
+        return
+    alert_create(
+        kind=AlertKind.RETRAINING,
+        message=(
+            f"{model.name} drifted but was not retrained: {shortfall['message']} in the "
+            f"last {settings.PHOENIX_RETRAINING_LOOKBACK_S // 3600} h. Send more feedback "
+            "(ground truth) or retrain by hand."
+        ),
+        model_version=drift_report.model_version if drift_report else None,
+        payload={"model": model.name, "status": "skipped", **shortfall},
+    )
 
 
 def retraining_job_run(*, job_id: int, now: datetime | None = None) -> RetrainingJob | None:
@@ -209,6 +284,12 @@ def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:
     X, labels = labelled_rows_load(
         model_name=model.name, since=since, feature_names=feature_names, limit=MAX_LABELLED_ROWS
     )
+    if len(labels) < settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS:
+        # Counted again here: rows that miss a feature or carry a list are not usable.
+        raise ValueError(
+            f"{len(labels)} usable labelled rows, fewer than the "
+            f"{settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS} needed to retrain"
+        )
     logger.info("retraining %s on %d labelled logged rows", model.name, len(labels))
     result = recipe(X=X, y=np.asarray(labels), model_name=model.name, feature_names=feature_names)
     reference = io.BytesIO()

@@ -260,6 +260,9 @@ PHOENIX_DRIFT_CORRECTION: str = env.str("PHOENIX_DRIFT_CORRECTION", default="bh"
 # The newest rows of a window are tested; more adds time, not power.
 PHOENIX_DRIFT_MAX_ROWS: int = env.int("PHOENIX_DRIFT_MAX_ROWS", default=100_000)
 PHOENIX_DRIFT_TOPIC: str = env.str("PHOENIX_DRIFT_TOPIC", default="drift-events")
+# A window whose rows are at least this share repeats of other rows (a flood of one
+# request) is reported as "duplicates", not judged for drift, and retrains nothing.
+PHOENIX_DRIFT_DUPLICATE_SHARE: float = env.float("PHOENIX_DRIFT_DUPLICATE_SHARE", default=0.5)
 # A drifting model is retrained at most once per cooldown, not on every check.
 PHOENIX_RETRAINING_COOLDOWN_S: int = env.int("PHOENIX_RETRAINING_COOLDOWN_S", default=6 * 3600)
 # Labelled rows (with feedback) this recent are given to a retraining recipe.
@@ -286,6 +289,14 @@ if PHOENIX_PERFORMANCE_MAX_DROP < 0 or PHOENIX_PERFORMANCE_MAX_ERROR_INCREASE < 
     )
 if not 0 < PHOENIX_PERFORMANCE_ALPHA < 1:
     raise ImproperlyConfigured("PHOENIX_PERFORMANCE_ALPHA must be between 0 and 1.")
+# Retraining runs only on enough ground truth: at least this many labelled rows in the
+# lookback, and at least this share of the lookback's rows labelled; else an alert says why.
+PHOENIX_RETRAINING_MIN_LABELLED_ROWS: int = env.int(
+    "PHOENIX_RETRAINING_MIN_LABELLED_ROWS", default=200
+)
+PHOENIX_RETRAINING_MIN_LABEL_COVERAGE: float = env.float(
+    "PHOENIX_RETRAINING_MIN_LABEL_COVERAGE", default=0.05
+)
 # Models (names, or "*") whose retrained challenger starts an experiment by itself:
 # shadow, then the canary steps, promoted when the test says better with guards held.
 PHOENIX_EXPERIMENT_AUTOSTART: list[str] = env.list("PHOENIX_EXPERIMENT_AUTOSTART", default=[])

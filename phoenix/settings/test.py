@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import DATABASES, env
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Each test run keeps its uploads and journal apart from the developer's var/.
@@ -23,3 +23,11 @@ PHOENIX_API_KEY_USAGE_FLUSH_S = 0.0
 PHOENIX_THROTTLE_IP_RATE = env.str("PHOENIX_THROTTLE_IP_RATE", default="0")
 PHOENIX_THROTTLE_KEY_RATE = env.str("PHOENIX_THROTTLE_KEY_RATE", default="0")
 PHOENIX_THROTTLE_AUTH_FAILURE_RATE = env.str("PHOENIX_THROTTLE_AUTH_FAILURE_RATE", default="0")
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not Django's shared in-memory test database. Live-server threads then open
+    # connections of their own (WAL, busy timeout, as in production) instead of sharing
+    # the test's: a lock error in a server thread cannot leave the test's connection in
+    # a broken transaction (one failure poisoning the tests after it), and the shared
+    # cache's "database table is locked", which no busy timeout waits out, cannot occur.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}

@@ -686,3 +686,145 @@ def test_insufficient_data_check_raises_nothing_and_left_production_is_gone(
     model_version_set_stage(version=production, stage="archived")
     assert check_drift_version(production.id) == {"status": "gone", "report_id": None}
     assert DriftReport.objects.count() == 1
+
+
+# --- guards on the loop (issue 16 item 3) ------------------------------------------
+
+
+def _label_only(version: ModelVersion, keep: int) -> None:
+    """Leave ground truth on the newest ``keep`` logged rows of ``version`` only."""
+    rows = PredictionLog.objects.filter(model_name=version.model.name, version=version.version)
+    kept = list(rows.order_by("-id").values_list("id", flat=True)[:keep])
+    rows.exclude(id__in=kept).update(actual=None, actual_at=None)
+
+
+@pytest.mark.parametrize(
+    ("min_rows", "keep", "reason", "words"),
+    [
+        (200, 150, "too_few_labelled_rows", "150 labelled rows, fewer than the 200 needed"),
+        # 30 of 800 rows: 3.75 %, under the 5 % coverage needed.
+        (20, 30, "label_coverage_too_low", "30 of 800 rows labelled (3.8%), under the 5.0%"),
+    ],
+)
+def test_drift_with_too_little_ground_truth_alerts_the_reason_and_retrains_nothing(
+    production: ModelVersion,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    min_rows: int,
+    keep: int,
+    reason: str,
+    words: str,
+) -> None:
+    from monitoring.tasks import check_drift
+
+    settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS = min_rows
+    settings.PHOENIX_RETRAINING_MIN_LABEL_COVERAGE = 0.05
+    _log(production, n=800, seed=106, shift={"income": 1.0, "debt": 1.0})
+    _label_only(production, keep=keep)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        check_drift()
+        check_drift()  # still drifting, still too few: no second alert
+
+    assert DriftReport.objects.filter(status="drift").count() == 2
+    assert not RetrainingJob.objects.exists()
+    assert production.model.versions.count() == 1
+    alert = Alert.objects.get(kind="retraining")
+    assert words in alert.message
+    assert alert.payload["reason"] == reason
+    assert (alert.payload["labelled_rows"], alert.payload["logged_rows"]) == (keep, 800)
+
+
+def test_enough_labels_after_a_shortfall_retrains(
+    production: ModelVersion, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    from monitoring.tasks import check_drift
+
+    settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS = 200
+    _log(production, n=800, seed=106, shift={"income": 1.0, "debt": 1.0})
+    _label_only(production, keep=100)
+    with django_capture_on_commit_callbacks(execute=True):
+        check_drift()
+    assert not RetrainingJob.objects.exists()
+
+    _log(production, n=300, seed=109, shift={"income": 1.0, "debt": 1.0})  # 300 more labels
+    with django_capture_on_commit_callbacks(execute=True):
+        check_drift()
+
+    job = RetrainingJob.objects.get()
+    assert job.status == "succeeded", job.error
+    assert job.new_version is not None
+    assert job.new_version.metrics["labelled_rows"] == 400
+
+
+def _flood(version: ModelVersion, *, n: int, api_key_id: int, labelled: int) -> None:
+    """``n`` identical predictions from one key, ``labelled`` of them with ground truth."""
+    X, _, names = demo.generate_customers(n=1, seed=3, shift={"income": 3.0})
+    features = dict(zip(names, map(float, X[0]), strict=True))
+    at = timezone.now() - timedelta(minutes=5)
+    PredictionLog.objects.bulk_create(
+        PredictionLog(
+            event_id=uuid.uuid4(),
+            request_id=uuid.uuid4().hex,
+            model_name=version.model.name,
+            version=version.version,
+            routed_by="single",
+            features=features,
+            prediction=0,
+            latency_ms=1.0,
+            created_at=at,
+            api_key_id=api_key_id,
+            actual=1 if i < labelled else None,
+            actual_at=at if i < labelled else None,
+        )
+        for i in range(n)
+    )
+
+
+def test_a_window_of_identical_predictions_is_reported_as_duplicates_not_drift(
+    production: ModelVersion,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from monitoring.tasks import check_drift
+
+    # The issue's attack: 2,000 identical predictions from one key, one of them labelled.
+    _flood(production, n=2000, api_key_id=41, labelled=1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        check_drift()
+        check_drift()
+
+    reports = list(DriftReport.objects.order_by("id"))
+    assert [r.status for r in reports] == ["duplicates", "duplicates"]
+    assert reports[0].duplicate_share == pytest.approx(1999 / 2000)
+    assert reports[0].duplicate_api_key_id == 41
+    assert reports[0].features  # the statistics are kept for a look, with no verdict
+    assert not RetrainingJob.objects.exists()
+    assert production.model.versions.count() == 1
+    alert = Alert.objects.get()  # one per episode
+    assert alert.kind == "drift"
+    assert "100% of the window's 2000 rows repeat other rows" in alert.message
+    assert "API key id 41" in alert.message
+    assert "event=drift_duplicates" in caplog.text
+    assert "event=drift_detected" not in caplog.text
+    out = io.StringIO()
+    call_command("check_drift", "--model", demo.MODEL_NAME, stdout=out)
+    assert "100% of the rows repeat other rows (most from API key id 41)" in out.getvalue()
+
+
+def test_a_few_duplicates_under_the_threshold_still_get_a_verdict(
+    production: ModelVersion, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    from monitoring.tasks import check_drift
+
+    settings.PHOENIX_DRIFT_DUPLICATE_SHARE = 0.5
+    _log(production, n=600, seed=107)
+    _flood(production, n=200, api_key_id=41, labelled=0)  # 199 of 800 rows repeat
+
+    with django_capture_on_commit_callbacks(execute=True):
+        check_drift()
+
+    report = DriftReport.objects.get()
+    assert report.status in ("ok", "drift")
+    assert report.duplicate_share == pytest.approx(199 / 800)

@@ -21,6 +21,8 @@ from inference.request_ids import request_id_new
 from models_registry.models import RegisteredModel
 from monitoring.models import PendingFeedback, PredictionLog
 from monitoring.services.prediction_log import prediction_log_write_events
+from tests.inference_support import embedded_publisher_installed
+from tests.registry_support import LABELLERS, make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +57,8 @@ def url(request_id: str) -> str:
 
 @pytest.fixture
 def staff_client() -> Client:
-    user = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
+    """A signed-in person allowed to label (the "Labellers" group)."""
+    user = make_member(get_user_model(), "ops", LABELLERS, is_staff=True)
     client = Client()
     client.force_login(user)
     return client
@@ -147,10 +150,14 @@ def test_feedback_without_credentials_is_refused() -> None:
     assert response.status_code == 401
 
 
-def _api_key(*, models: list[str] | None = None) -> str:
+def _api_key(*, models: list[str] | None = None, can_label: bool = False) -> str:
     key = f"phx_{uuid.uuid4().hex}"
     api_key = ApiKey.objects.create(
-        name="client", prefix=key[:8], key_hash=key_hash(key), all_models=not models
+        name="client",
+        prefix=key[:8],
+        key_hash=key_hash(key),
+        all_models=not models,
+        can_label=can_label,
     )
     for name in models or []:
         api_key.allowed_models.add(RegisteredModel.objects.create(name=name))
@@ -158,10 +165,10 @@ def _api_key(*, models: list[str] | None = None) -> str:
     return key
 
 
-def test_feedback_with_an_api_key(staff_client: Client) -> None:
+def test_a_labelling_api_key_may_label_another_keys_prediction() -> None:
     events = make_events(1)
     prediction_log_write_events(events=events)
-    key = _api_key()
+    key = _api_key(can_label=True)
 
     response = _post(
         Client(), events[0]["request_id"], {"actual": 0}, Authorization=f"Bearer {key}"
@@ -406,33 +413,264 @@ def test_a_v2_id_longer_than_the_log_keeps_is_a_400(credit_model: str) -> None:
 
 
 def test_embedded_backend_finds_a_prediction_still_in_the_buffer(
-    staff_client: Client, credit_model: str, tmp_path: Path
+    staff_client: Client, credit_model: str, embedded_publisher: EventPublisher
 ) -> None:
-    config = PublisherConfig(
-        backend="database",
-        topic="inference-events",
-        buffer_size=100,
-        batch_size=50,
-        flush_interval_s=60.0,  # nothing ships on its own during the test
-        journal_dir=tmp_path / "journal",
+    # Nothing ships on its own during the test (a 60 s flush interval).
+    predicted = Client().post(
+        "/api/v1/models/credit/predict",
+        {"features": {"x1": 0.5, "x2": -1.0, "x3": 2.0}},
+        content_type="application/json",
+        headers={"X-API-Key": credit_model},
     )
-    publisher = EventPublisher(config)
-    previous = events_module.set_publisher(publisher)
-    try:
-        predicted = Client().post(
-            "/api/v1/models/credit/predict",
-            {"features": {"x1": 0.5, "x2": -1.0, "x3": 2.0}},
-            content_type="application/json",
-            headers={"X-API-Key": credit_model},
-        )
-        request_id = predicted.json()["request_id"]
-        assert not PredictionLog.objects.filter(request_id=request_id).exists()
+    request_id = predicted.json()["request_id"]
+    assert not PredictionLog.objects.filter(request_id=request_id).exists()
 
-        response = _post(staff_client, request_id, {"actual": 1})
+    response = _post(staff_client, request_id, {"actual": 1})
 
-        assert response.status_code == 200
-        assert PredictionLog.objects.get(request_id=request_id).actual == 1
-        assert _post(staff_client, request_id[:-1] + "x", {"actual": 1}).status_code == 404
-    finally:
-        publisher.stop()
-        events_module.set_publisher(previous)
+    assert response.status_code == 200
+    assert PredictionLog.objects.get(request_id=request_id).actual == 1
+    assert _post(staff_client, request_id[:-1] + "x", {"actual": 1}).status_code == 404
+
+
+# --- who may label, and what (issue 16 item 2) --------------------------------------
+
+
+def _key_id(key: str) -> int:
+    return int(ApiKey.objects.get(key_hash=key_hash(key)).pk)
+
+
+def _predict(key: str, model: str = "credit") -> str:
+    response = Client().post(
+        f"/api/v1/models/{model}/predict",
+        {"features": {"x1": 0.5, "x2": -1.0, "x3": 2.0}},
+        content_type="application/json",
+        headers={"X-API-Key": key},
+    )
+    assert response.status_code == 200, response.content
+    return str(response.json()["request_id"])
+
+
+@pytest.fixture
+def embedded_publisher(tmp_path: Path) -> Iterator[EventPublisher]:
+    """The embedded backend, shipping only when asked (feedback flushes it)."""
+    with embedded_publisher_installed(tmp_path / "journal") as publisher:
+        yield publisher
+
+
+def test_the_prediction_log_records_the_key_that_made_the_prediction(
+    credit_model: str, embedded_publisher: EventPublisher
+) -> None:
+    request_id = _predict(credit_model)
+    embedded_publisher.flush()
+
+    assert PredictionLog.objects.get(request_id=request_id).api_key_id == _key_id(credit_model)
+
+
+def test_the_key_that_made_a_prediction_may_label_it(
+    credit_model: str, embedded_publisher: EventPublisher
+) -> None:
+    request_id = _predict(credit_model)
+
+    response = _post(Client(), request_id, {"actual": 1}, **{"X-API-Key": credit_model})
+
+    assert response.status_code == 200, response.content
+    assert PredictionLog.objects.get(request_id=request_id).actual == 1
+
+
+def test_another_key_for_the_same_model_may_not_label_it(
+    credit_model: str, embedded_publisher: EventPublisher
+) -> None:
+    from inference.api_keys import api_key_create
+
+    request_id = _predict(credit_model)
+    other = api_key_create(name="other-client", model_names=["credit"])[1]
+
+    response = _post(Client(), request_id, {"actual": 0}, **{"X-API-Key": other})
+
+    assert response.status_code == 403
+    assert "made this prediction" in response.json()["error"]["message"]
+    embedded_publisher.flush()
+    assert PredictionLog.objects.get(request_id=request_id).actual is None
+
+
+def test_a_labelling_key_needs_the_model_in_its_scope(
+    credit_model: str, embedded_publisher: EventPublisher
+) -> None:
+    from inference.api_keys import api_key_create
+
+    request_id = _predict(credit_model)
+    RegisteredModel.objects.create(name="fraud")
+    elsewhere = api_key_create(name="fraud-labeller", model_names=["fraud"], can_label=True)[1]
+    labeller = api_key_create(name="credit-labeller", model_names=["credit"], can_label=True)[1]
+
+    refused = _post(Client(), request_id, {"actual": 0}, **{"X-API-Key": elsewhere})
+    accepted = _post(Client(), request_id, {"actual": 0}, **{"X-API-Key": labeller})
+
+    assert refused.status_code == 403
+    assert accepted.status_code == 200
+    assert PredictionLog.objects.get(request_id=request_id).actual == 0
+
+
+def test_a_signed_in_person_without_the_labelling_permission_is_forbidden() -> None:
+    events = make_events(1)
+    prediction_log_write_events(events=events)
+    user = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(user)
+
+    response = _post(client, events[0]["request_id"], {"actual": 1})
+
+    assert response.status_code == 403
+    assert "monitoring.label_predictionlog" in response.json()["error"]["message"]
+    assert PredictionLog.objects.get(request_id=events[0]["request_id"]).actual is None
+
+
+@pytest.mark.parametrize(
+    ("actual", "words"),
+    [(2, "[0, 1]"), ("yes", "integer class"), (True, "integer class"), (0.5, "integer class")],
+)
+def test_a_classifier_label_outside_its_classes_is_a_400(
+    credit_model: str, embedded_publisher: EventPublisher, actual: Any, words: str
+) -> None:
+    request_id = _predict(credit_model)
+
+    response = _post(Client(), request_id, {"actual": actual}, **{"X-API-Key": credit_model})
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "does not fit credit v1" in error["message"]
+    assert words in error["message"]
+    assert error["details"]["classes"] == [0, 1]
+    assert PredictionLog.objects.get(request_id=request_id).actual is None
+
+
+@pytest.fixture
+def price_model(tmp_path: Path) -> str:
+    from inference.api_keys import api_key_create
+    from inference.session_cache import session_cache
+    from tests.inference_support import onnx_regressor, register
+
+    session_cache.clear()
+    api_key_cache_clear()
+    register("price", onnx_regressor(tmp_path / "price.onnx"))
+    return api_key_create(name="price-client", model_names=["price"])[1]
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"actual": "cheap"}', b'{"actual": 1e999}', b'{"actual": [1]}x']
+)
+def test_a_regressor_label_that_is_not_a_finite_number_is_a_400(
+    price_model: str, embedded_publisher: EventPublisher, body: bytes
+) -> None:
+    request_id = _predict(price_model, model="price")
+
+    response = Client().post(
+        url(request_id), body, content_type="application/json", headers={"X-API-Key": price_model}
+    )
+
+    assert response.status_code == 400
+
+
+def test_a_regressor_takes_a_number(price_model: str, embedded_publisher: EventPublisher) -> None:
+    request_id = _predict(price_model, model="price")
+
+    response = _post(Client(), request_id, {"actual": 12.5}, **{"X-API-Key": price_model})
+
+    assert response.status_code == 200
+    assert PredictionLog.objects.get(request_id=request_id).actual == 12.5
+
+
+def test_relabelling_is_audited_with_who_and_both_values(
+    staff_client: Client, credit_model: str, embedded_publisher: EventPublisher
+) -> None:
+    from models_registry.models import AuditAction, AuditEvent
+
+    request_id = _predict(credit_model)
+    _post(Client(), request_id, {"actual": 0}, **{"X-API-Key": credit_model})
+    assert not AuditEvent.objects.filter(action=AuditAction.RELABEL).exists()  # a first label
+
+    again = _post(Client(), request_id, {"actual": 0}, **{"X-API-Key": credit_model})
+    changed = _post(staff_client, request_id, {"actual": 1})
+
+    assert (again.json()["changed"], changed.json()["changed"]) == (0, 1)
+    entry = AuditEvent.objects.get(action=AuditAction.RELABEL)
+    assert (entry.model_name, entry.version, entry.from_value, entry.to_value) == (
+        "credit",
+        "1",
+        "0",
+        "1",
+    )
+    assert entry.actor_name == "ops"
+    assert entry.details["request_id"] == request_id
+    assert entry.details["rows"] == [{"row": 0, "from": 0, "to": 1}]
+
+
+def test_with_kafka_pending_feedback_from_the_predicting_key_is_applied(
+    kafka_publisher: CapturingKafkaSink, credit_model: str
+) -> None:
+    request_id = _predict(credit_model)
+
+    early = _post(Client(), request_id, {"actual": 1}, **{"X-API-Key": credit_model})
+
+    assert early.status_code == 202
+    events = _predicted_events(kafka_publisher, request_id)
+    assert events[0]["api_key_id"] == _key_id(credit_model)
+    assert prediction_log_write_events(events=events).feedback_applied == 1
+    row = PredictionLog.objects.get(request_id=request_id)
+    assert (row.actual, row.api_key_id) == (1, _key_id(credit_model))
+
+
+def test_with_kafka_pending_feedback_from_another_key_is_dropped_when_the_rows_arrive(
+    kafka_publisher: CapturingKafkaSink, credit_model: str
+) -> None:
+    from inference.api_keys import api_key_create
+
+    request_id = _predict(credit_model)
+    other = api_key_create(name="other-client", model_names=["credit"])[1]
+
+    early = _post(Client(), request_id, {"actual": 1}, **{"X-API-Key": other})
+
+    assert early.status_code == 202  # the rows are not known yet: nothing to check against
+    result = prediction_log_write_events(events=_predicted_events(kafka_publisher, request_id))
+    assert result.feedback_applied == 0
+    assert not PendingFeedback.objects.exists()
+    assert PredictionLog.objects.get(request_id=request_id).actual is None
+
+
+def test_with_kafka_pending_feedback_that_does_not_fit_the_model_is_dropped(
+    kafka_publisher: CapturingKafkaSink, credit_model: str
+) -> None:
+    request_id = _predict(credit_model)
+
+    assert (
+        _post(Client(), request_id, {"actual": 7}, **{"X-API-Key": credit_model}).status_code == 202
+    )
+    result = prediction_log_write_events(events=_predicted_events(kafka_publisher, request_id))
+
+    assert result.feedback_applied == 0
+    assert PredictionLog.objects.get(request_id=request_id).actual is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_feedback_path_flushes_the_publisher_outside_any_transaction(
+    credit_model: str, embedded_publisher: EventPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The flush writes other requests' rows too: they must not share this request's
+    # transaction (nor, on SQLite, wait for a lock it holds).
+    from django.db import connection
+
+    import monitoring.services.feedback as feedback
+
+    seen: list[bool] = []
+
+    def flush() -> None:
+        seen.append(connection.in_atomic_block)
+        embedded_publisher.flush()
+
+    monkeypatch.setattr(feedback, "event_publishing_flush", flush)
+    request_id = _predict(credit_model)
+
+    response = _post(Client(), request_id, {"actual": 1}, **{"X-API-Key": credit_model})
+
+    assert response.status_code == 200
+    assert seen == [False]

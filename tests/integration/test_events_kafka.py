@@ -419,7 +419,6 @@ def test_an_event_the_database_refuses_goes_to_the_dlq_and_the_rest_is_written(
 def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_404(
     kafka_broker: Any, tmp_path: Path, settings: Any
 ) -> None:
-    from django.contrib.auth import get_user_model
     from django.test import Client
 
     import inference.events as events_module
@@ -433,9 +432,7 @@ def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_40
     session_cache.clear()
     api_key_cache_clear()
     register("credit", onnx_classifier(tmp_path / "credit.onnx"))
-    key = api_key_create(name="feedback", all_models=True)[1]
-    staff = Client()
-    staff.force_login(get_user_model().objects.create_user("ops", password="pw", is_staff=True))
+    api_key, key = api_key_create(name="feedback", all_models=True)
     publisher = kafka_publisher(kafka_broker, tmp_path)
     previous = events_module.set_publisher(publisher)
     try:
@@ -448,8 +445,13 @@ def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_40
         request_id = predicted.json()["request_id"]
 
         def feedback(rid: str) -> Any:
-            return staff.post(
-                f"/api/v1/predictions/{rid}/feedback", {"actual": 1}, "application/json"
+            # The key that made the prediction: its id travels in the event, and the
+            # pending feedback is checked against the row when the consumer writes it.
+            return Client().post(
+                f"/api/v1/predictions/{rid}/feedback",
+                {"actual": 1},
+                "application/json",
+                headers={"X-API-Key": key},
             )
 
         early = feedback(request_id)  # published, not consumed: no row yet
@@ -465,7 +467,8 @@ def test_feedback_through_kafka_is_pending_until_consumed_and_unknown_ids_are_40
     assert early.status_code == 202
     assert (never_issued.status_code, forged.status_code) == (404, 404)
     assert stats.inserted == 1
-    assert PredictionLog.objects.get(request_id=request_id).actual == 1
+    row = PredictionLog.objects.get(request_id=request_id)
+    assert (row.actual, row.api_key_id) == (1, api_key.pk)
     assert not PendingFeedback.objects.exists()
 
 

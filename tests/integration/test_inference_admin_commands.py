@@ -41,6 +41,24 @@ def test_create_api_key_prints_key_alone_on_last_line(
     assert key not in (stored.key_hash, stored.prefix)  # only a hash is kept
 
 
+def test_create_api_key_can_label_makes_a_labelling_key(
+    db: None, tmp_path: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    register("credit", onnx_classifier(tmp_path / "m.onnx"))
+    out = StringIO()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("create_api_key", "labels", "--models", "credit", "--can-label", stdout=out)
+        call_command("create_api_key", "client", "--models", "credit", stdout=StringIO())
+
+    assert "may label" in out.getvalue()
+    assert api_key_authenticate(key=out.getvalue().strip().splitlines()[-1]).can_label
+    assert dict(ApiKey.objects.values_list("name", "can_label")) == {
+        "labels": True,
+        "client": False,
+    }
+
+
 def test_create_api_key_refuses_unknown_model(db: None) -> None:
     with pytest.raises(CommandError, match="nope"):
         call_command("create_api_key", "ci", "--models", "nope", stdout=StringIO())

@@ -27,7 +27,8 @@ from tests.inference_support import (
     wsgi_call,
 )
 
-pytestmark = pytest.mark.usefixtures("fresh_inference_state")
+# No event reaches the real publisher, whose writer would commit rows that outlive a test.
+pytestmark = pytest.mark.usefixtures("fresh_inference_state", "no_prediction_events")
 
 PATH = "/api/v1/models/credit/predict"
 ROW = {"x1": 0.5, "x2": -1.0, "x3": 2.0}

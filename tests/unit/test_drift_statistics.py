@@ -218,3 +218,22 @@ def test_dataset_drift_rejects_mismatched_shapes_and_bad_alpha() -> None:
         drift.dataset_drift(ref, np.zeros((10, 3)), feature_names=["a", "b"])
     with pytest.raises(ValueError, match="alpha"):
         drift.dataset_drift(ref, ref, feature_names=["a", "b"], alpha=1.5)
+
+
+def test_duplicate_rows_counts_repeats_and_names_who_sent_most() -> None:
+    rows = np.array([[1.0, 2.0]] * 8 + [[3.0, np.nan], [3.0, np.nan], [5.0, 6.0]])
+    sources = [7] * 8 + [9, 9, 7]
+
+    found = drift.duplicate_rows(rows, sources)
+
+    # 11 rows, 3 distinct: 8 of them repeat an earlier row (7 from key 7, 1 from key 9).
+    assert (found.rows, found.share) == (11, 8 / 11)
+    assert (found.source, found.source_share) == (7, 7 / 8)
+
+
+def test_duplicate_rows_of_distinct_rows_or_none() -> None:
+    rng = np.random.default_rng(5)
+
+    assert drift.duplicate_rows(rng.normal(size=(500, 4))).share == 0.0
+    assert drift.duplicate_rows(np.empty((0, 3))).share == 0.0
+    assert drift.duplicate_rows(np.ones((4, 2)), None).source is None

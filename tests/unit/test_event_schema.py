@@ -7,7 +7,10 @@ import random
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from inference.event_schema import (
+    InvalidEvent,
     PredictionRecord,
     _timestamps,
     event_ids_new,
@@ -105,3 +108,19 @@ def test_ids_past_65536_in_one_batch_stay_distinct() -> None:
 
     assert len(set(many)) == 70_000
     assert all(str(uuid.UUID(i)) == i for i in many[65_530:65_540])
+
+
+def test_events_carry_the_api_key_of_the_request_and_the_consumer_checks_it() -> None:
+    record = _record([{"x": 1.0}, {"x": 2.0}], [0, 1])._replace(api_key_id=42)
+
+    events = prediction_events(record)
+    single = prediction_events(_record([{"x": 1.0}], [0])._replace(api_key_id=7))[0]
+
+    assert [parse_event(e).api_key_id for e in events] == [42, 42]
+    assert parse_event(single).api_key_id == 7
+    assert parse_event({**single, "api_key_id": None}).api_key_id is None
+    unkeyed = {k: v for k, v in single.items() if k != "api_key_id"}
+    assert parse_event(unkeyed).api_key_id is None  # events from before keys were logged
+    for bad in ("7", -1, True, 1.5):
+        with pytest.raises(InvalidEvent, match="api_key_id"):
+            parse_event({**single, "api_key_id": bad})

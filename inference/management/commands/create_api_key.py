@@ -36,6 +36,12 @@ class Command(BaseCommand):
             help="the key may use every model, including models registered later",
         )
         parser.add_argument(
+            "--can-label",
+            action="store_true",
+            help="the key may give feedback (ground truth) for any prediction of its models; "
+            "without it, only for the predictions it made itself",
+        )
+        parser.add_argument(
             "--expires",
             metavar="WHEN",
             help="refuse the key after this ISO 8601 time (e.g. 2027-06-30T00:00:00Z; "
@@ -55,13 +61,15 @@ class Command(BaseCommand):
                 model_names=models,
                 all_models=options["all_models"],
                 expires_at=expires_at,
+                can_label=options["can_label"],
             )
         except ApplicationError as error:
             raise CommandError(error.message) from error
         scope = ", ".join(models) if models else "every model"
         until = f", expiring {expires_at.isoformat()}" if expires_at else ""
+        labels = ", may label" if api_key.can_label else ""
         self.stdout.write(
-            f"Created API key {api_key.name!r} ({api_key.prefix}...) for {scope}{until}. "
+            f"Created API key {api_key.name!r} ({api_key.prefix}...) for {scope}{until}{labels}. "
             "It is shown once, below; store it now."
         )
         self.stdout.write(key)

@@ -68,6 +68,13 @@ class Command(BaseCommand):
                 f"{report.correction} correction, alpha {report.alpha})"
             )
         )
+        if report.status == "duplicates":
+            key = report.duplicate_api_key_id
+            self.stdout.write(
+                f"  {report.duplicate_share or 0.0:.0%} of the rows repeat other rows"
+                + (f" (most from API key id {key})" if key is not None else "")
+                + ": no drift verdict, nothing retrained"
+            )
         if not report.features:
             if report.status == "insufficient_data":
                 self.stdout.write(
