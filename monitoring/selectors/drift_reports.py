@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -102,11 +102,17 @@ def window_features_load(
 
 
 def labelled_rows_load(
-    *, model_name: str, since: datetime, feature_names: Sequence[str], limit: int
+    *,
+    model_name: str,
+    since: datetime,
+    feature_names: Sequence[str],
+    limit: int,
+    text_features: Collection[str] = (),
 ) -> tuple[np.ndarray, list[Any]]:
     """The newest ``limit`` logged rows of ``model_name`` (any version) since ``since``
     that have ground truth: (features rows x features, labels). Rows whose label is not a
-    single value, or that miss a feature, are left out."""
+    single value, or that miss a feature, are left out. With ``text_features`` the
+    matrix is an object array holding those features' texts (``features_table``)."""
     logged = (
         PredictionLog.objects.filter(model_name=model_name, created_at__gte=since)
         .exclude(actual__isnull=True)
@@ -114,10 +120,88 @@ def labelled_rows_load(
         .values_list("features", "actual")[:limit]
     )
     pairs = [(f, a) for f, a in logged if a is not None and not isinstance(a, list | dict)]
-    matrix = features_matrix((f for f, _ in pairs), feature_names)
-    complete = ~np.isnan(matrix).any(axis=1) if matrix.size else np.ones(len(pairs), dtype=bool)
+    matrix, complete = features_table([f for f, _ in pairs], feature_names, text_features)
     labels = [a for (_, a), keep in zip(pairs, complete, strict=True) if keep]
     return matrix[complete], labels
+
+
+def features_table(
+    rows: Sequence[Any], feature_names: Sequence[str], text_features: Collection[str] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logged feature payloads as a table, and which rows have every feature.
+
+    Numbers only: float64 (``features_matrix``). With ``text_features``: an object array,
+    the texts as logged (str) in their columns and floats elsewhere; a row whose text
+    is missing or not a string is incomplete.
+    """
+    names = list(feature_names)
+    numeric = features_matrix(rows, names)
+    if not text_features:
+        complete = ~np.isnan(numeric).any(axis=1) if numeric.size else np.ones(len(rows), bool)
+        return numeric, complete
+    table = numeric.astype(object)
+    complete = np.ones(len(rows), dtype=bool)
+    for j, name in enumerate(names):
+        if name in text_features:
+            texts = [_row_values(row, names)[j] for row in rows]
+            table[:, j] = texts
+            complete &= np.array([isinstance(t, str) for t in texts], dtype=bool)
+        else:
+            complete &= ~np.isnan(numeric[:, j])
+    return table, complete
+
+
+def window_texts_load(
+    *,
+    model_name: str,
+    version: str,
+    start: datetime,
+    end: datetime,
+    feature_names: Sequence[str],
+    limit: int,
+) -> dict[str, list[str]]:
+    """The texts logged for each of ``feature_names`` (text features) in [start, end),
+    newest ``limit`` rows; values that are not strings are left out."""
+    rows = (
+        PredictionLog.objects.filter(
+            model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+        )
+        .order_by("-created_at")
+        .values_list("features", flat=True)[:limit]
+    )
+    found: dict[str, list[str]] = {name: [] for name in feature_names}
+    for row in rows:
+        for j, name in enumerate(feature_names):
+            value = row.get(name) if isinstance(row, dict) else None
+            if value is None and isinstance(row, list) and len(row) == len(feature_names):
+                value = row[j]
+            if isinstance(value, str):
+                found[name].append(value)
+    return found
+
+
+def window_predictions_load(
+    *, model_name: str, version: str, start: datetime, end: datetime, limit: int
+) -> tuple[list[Any], list[float]]:
+    """The predictions logged in [start, end) (newest ``limit`` rows) and the
+    confidences among them (rows without one are left out of that list)."""
+    rows = (
+        PredictionLog.objects.filter(
+            model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+        )
+        .order_by("-created_at")
+        .values_list("prediction", "confidence")[:limit]
+    )
+    predictions: list[Any] = []
+    confidences: list[float] = []
+    for prediction, confidence in rows:
+        if isinstance(prediction, list) and len(prediction) == 1:
+            prediction = prediction[0]
+        if prediction is not None and not isinstance(prediction, list | dict):
+            predictions.append(prediction)
+        if confidence is not None:
+            confidences.append(float(confidence))
+    return predictions, confidences
 
 
 def features_matrix(rows: Iterable[Any], feature_names: Sequence[str]) -> np.ndarray:
