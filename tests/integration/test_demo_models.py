@@ -157,3 +157,21 @@ def test_support_tickets_classify_well_above_chance(db: None) -> None:
     for version in versions.values():
         assert version.metrics["accuracy"] > 0.8  # four teams: chance is 0.25
         assert 0.0 < version.metrics["log_loss"] < 1.0
+
+
+def test_dashboards_show_the_new_demos(db: None) -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    _trained("house-prices")
+    _trained("support-tickets")
+    client = Client()
+    client.force_login(User.objects.create_superuser("admin", password="pw-1-phoenix"))
+
+    overview = client.get("/")
+    assert overview.status_code == 200
+    for name in ("house-prices", "support-tickets"):
+        assert name in overview.content.decode()
+        page = client.get(f"/models/{name}/")
+        assert page.status_code == 200
+        assert name in page.content.decode()
