@@ -72,6 +72,9 @@ class DriftReport(models.Model):
     correction = models.CharField(max_length=32)
     # {feature: {"test", "statistic", "p_value", "p_adjusted", "psi", "wasserstein", "drift"}}
     features = models.JSONField(default=dict)
+    # Prediction drift, the same shape per output ("prediction", "confidence"), each
+    # with "kind" (class_shares or value); {} when the outputs were not tested.
+    predictions = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

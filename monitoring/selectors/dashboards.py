@@ -158,6 +158,15 @@ def _finite(value: Any) -> float | None:
 
 def drift_features(report: DriftReport) -> list[FeatureDrift]:
     """A report's per-feature results, drifted first, then by adjusted p-value."""
+    return _drift_rows(report.features)
+
+
+def prediction_drift_rows(report: DriftReport) -> list[FeatureDrift]:
+    """A report's output tests (prediction, confidence), drifted first."""
+    return _drift_rows(report.predictions)
+
+
+def _drift_rows(results: dict[str, Any]) -> list[FeatureDrift]:
     rows = [
         FeatureDrift(
             name=name,
@@ -168,7 +177,7 @@ def drift_features(report: DriftReport) -> list[FeatureDrift]:
             psi=_finite(values.get("psi")),
             drift=bool(values.get("drift")),
         )
-        for name, values in sorted(report.features.items())
+        for name, values in sorted(results.items())
         if isinstance(values, dict)
     ]
     rows.sort(key=lambda r: (not r.drift, r.p_adjusted if r.p_adjusted is not None else 1.0))

@@ -64,6 +64,8 @@ def drift_event(report: DriftReport) -> dict[str, Any]:
         "correction": report.correction,
         "drifted_features": sorted(n for n, f in report.features.items() if f.get("drift")),
         "features": report.features,
+        "drifted_outputs": sorted(n for n, f in report.predictions.items() if f.get("drift")),
+        "predictions": report.predictions,
     }
 
 
@@ -93,12 +95,10 @@ def window_features_load(
     """Logged features of one version in [start, end) as rows x features (float64, NaN
     where a value is missing or not a number), newest ``limit`` rows, and the window's
     total row count."""
-    rows = PredictionLog.objects.filter(
-        model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+    rows, total = window_rows_load(
+        model_name=model_name, version=version, start=start, end=end, limit=limit
     )
-    total = rows.count()
-    features = rows.order_by("-created_at").values_list("features", flat=True)[:limit]
-    return features_matrix(features, feature_names), total
+    return features_matrix(rows, feature_names), total
 
 
 def labelled_rows_load(
@@ -151,33 +151,24 @@ def features_table(
     return table, complete
 
 
-def window_texts_load(
-    *,
-    model_name: str,
-    version: str,
-    start: datetime,
-    end: datetime,
-    feature_names: Sequence[str],
-    limit: int,
-) -> dict[str, list[str]]:
-    """The texts logged for each of ``feature_names`` (text features) in [start, end),
-    newest ``limit`` rows; values that are not strings are left out."""
-    rows = (
-        PredictionLog.objects.filter(
-            model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
-        )
-        .order_by("-created_at")
-        .values_list("features", flat=True)[:limit]
+def window_rows_load(
+    *, model_name: str, version: str, start: datetime, end: datetime, limit: int
+) -> tuple[list[Any], int]:
+    """The logged feature payloads of one version in [start, end), newest ``limit``
+    rows, and the window's total row count."""
+    rows = PredictionLog.objects.filter(
+        model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
     )
-    found: dict[str, list[str]] = {name: [] for name in feature_names}
-    for row in rows:
-        for j, name in enumerate(feature_names):
-            value = row.get(name) if isinstance(row, dict) else None
-            if value is None and isinstance(row, list) and len(row) == len(feature_names):
-                value = row[j]
-            if isinstance(value, str):
-                found[name].append(value)
-    return found
+    total = rows.count()
+    return list(rows.order_by("-created_at").values_list("features", flat=True)[:limit]), total
+
+
+def feature_texts(rows: Sequence[Any], feature_names: Sequence[str], name: str) -> list[str | None]:
+    """One text feature's value in each logged payload; None where it is missing or
+    not a string."""
+    names = list(feature_names)
+    values = [_row_values(row, names)[names.index(name)] for row in rows]
+    return [v if isinstance(v, str) else None for v in values]
 
 
 def window_predictions_load(
