@@ -1,6 +1,8 @@
 """The drift job tests outputs as well as inputs, on the regression and text demos: a
 shifted output distribution is caught, an unshifted one is not; text inputs are tested
-through their length, word count and unknown-word share; the model page shows it."""
+through their length, word count and unknown-word share; the model page shows it. And
+the self-healing loop for each: drift -> the demo's recipe retrains on the recent
+labelled rows -> a staging challenger that serves."""
 
 from __future__ import annotations
 
@@ -57,7 +59,12 @@ def _register(artifacts: dict[str, Any], name: str) -> ModelVersion:
     )
 
 
-def _log(version: ModelVersion, rows: list[dict[str, Any]], table: np.ndarray) -> None:
+def _log(
+    version: ModelVersion,
+    rows: list[dict[str, Any]],
+    table: np.ndarray,
+    actual: list[Any] | None = None,
+) -> None:
     """The rows with the model's real answers, as the event log would hold them."""
     with version.file.open("rb") as handle:
         scored = table_predict(
@@ -65,6 +72,7 @@ def _log(version: ModelVersion, rows: list[dict[str, Any]], table: np.ndarray) -
         )
     at = timezone.now() - timedelta(minutes=5)
     confidence = scored.confidence or [None] * len(rows)
+    labels = actual if actual is not None else [None] * len(rows)
     PredictionLog.objects.bulk_create(
         PredictionLog(
             event_id=uuid.uuid4(),
@@ -77,21 +85,35 @@ def _log(version: ModelVersion, rows: list[dict[str, Any]], table: np.ndarray) -
             confidence=conf,
             latency_ms=1.0,
             created_at=at,
+            actual=label,
+            actual_at=at if label is not None else None,
         )
-        for row, prediction, conf in zip(rows, scored.predictions, confidence, strict=True)
+        for row, prediction, conf, label in zip(
+            rows, scored.predictions, confidence, labels, strict=True
+        )
     )
 
 
-def _log_tickets(version: ModelVersion, *, seed: int, **shift: Any) -> None:
-    texts, _, _ = support_tickets.generate_tickets(n=400, seed=seed, **shift)
+def _log_tickets(
+    version: ModelVersion, *, seed: int, n: int = 400, labelled: bool = False, **shift: Any
+) -> None:
+    texts, labels, _ = support_tickets.generate_tickets(n=n, seed=seed, **shift)
     table = np.empty((len(texts), 1), dtype=object)
     table[:, 0] = texts
-    _log(version, [{"text": t} for t in texts], table)
+    _log(version, [{"text": t} for t in texts], table, labels if labelled else None)
 
 
-def _log_houses(version: ModelVersion, *, seed: int, shift: dict[str, float] | None = None) -> None:
-    X, _, names = house_prices.generate_houses(n=400, seed=seed, shift=shift)
-    _log(version, [dict(zip(names, map(float, row), strict=True)) for row in X], X)
+def _log_houses(
+    version: ModelVersion,
+    *,
+    seed: int,
+    n: int = 400,
+    labelled: bool = False,
+    shift: dict[str, float] | None = None,
+) -> None:
+    X, y, names = house_prices.generate_houses(n=n, seed=seed, shift=shift)
+    rows = [dict(zip(names, map(float, row), strict=True)) for row in X]
+    _log(version, rows, X, [round(float(v), 3) for v in y] if labelled else None)
 
 
 def _report(version: ModelVersion) -> Any:
@@ -176,3 +198,77 @@ def test_model_page_shows_prediction_drift(artifacts: Any) -> None:
     assert "Prediction drift" in page
     assert "text.unknown_word_share" in page
     assert "chi2" in page
+
+
+# --- the self-healing loop ---------------------------------------------------------------
+
+
+def _drift_and_retrain(name: str, log: Any, capture: Any) -> ModelVersion:
+    """Train the demo, log drifted labelled traffic with ``log(champion)``, run the drift
+    job (its on-commit retraining included); returns the challenger it registered."""
+    from django.core.management import call_command
+
+    from monitoring.models import DriftReport, RetrainingJob
+    from monitoring.tasks import check_drift
+
+    call_command("train_demo_models", rows=1200, reference_rows=400, models=[name])
+    champion = ModelVersion.objects.get(model__name=name, stage="production")
+    log(champion)
+
+    with capture(execute=True):
+        check_drift()
+
+    assert DriftReport.objects.get(model_version=champion).status == "drift"
+    job = RetrainingJob.objects.get(model=champion.model)
+    assert job.status == "succeeded", job.error
+    challenger = job.new_version
+    assert challenger is not None
+    assert challenger.stage == "staging"
+    assert challenger.tags["retrained_from"] == champion.version
+    assert challenger.metrics["labelled_rows"] == 800
+    assert challenger.tags["holdout"] == "recent"
+    return challenger
+
+
+def _serves(version: ModelVersion, table: np.ndarray) -> Any:
+    from models_registry.selectors import reference_data_load
+
+    reference, names = reference_data_load(version=version)
+    assert names == version.feature_names
+    assert len(reference) > 0
+    with version.file.open("rb") as handle:
+        return table_predict(model_bytes=handle.read(), feature_names=names, table=table)
+
+
+def test_house_prices_retrains_into_a_staging_challenger_on_labelled_prices(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    def log(champion: ModelVersion) -> None:
+        _log_houses(champion, seed=201, n=800, labelled=True, shift={"distance_km": 1.0})
+
+    challenger = _drift_and_retrain("house-prices", log, django_capture_on_commit_callbacks)
+
+    assert challenger.model.retraining_recipe == "demo.house_prices"
+    assert challenger.metrics["r2"] > 0.7
+    assert challenger.metrics["mae"] > 0
+    X, _, _ = house_prices.generate_houses(n=5, seed=3)
+    scored = _serves(challenger, X)
+    assert all(isinstance(v, float) for v in scored.predictions)
+
+
+def test_support_tickets_retrains_into_a_staging_challenger_on_labelled_texts(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    def log(champion: ModelVersion) -> None:
+        _log_tickets(champion, seed=202, n=800, labelled=True, class_weights=[1, 1, 1, 6])
+
+    challenger = _drift_and_retrain("support-tickets", log, django_capture_on_commit_callbacks)
+
+    assert challenger.model.retraining_recipe == "demo.support_tickets"
+    assert challenger.metrics["accuracy"] > 0.7
+    # Its reference is the recent texts, kept as text (a unicode .npy).
+    assert challenger.reference_data.name.endswith(".npy")
+    table = np.empty((2, 1), dtype=object)
+    table[:, 0] = ["refund my invoice please", "parcel lost by the courier"]
+    scored = _serves(challenger, table)
+    assert scored.predictions == ["billing", "shipping"]
