@@ -20,6 +20,7 @@ where there is one), and texts, tested through numbers derived from them
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Collection, Sequence
@@ -328,28 +329,10 @@ def dataset_drift(
     order = sorted(tested)
     adjusted = p_adjust([tested[j][2] for j in order], correction)
     p_adj_by_col = dict(zip(order, adjusted.tolist(), strict=True))
-    features: list[FeatureDrift] = []
-    for j, name in enumerate(feature_names):
-        if j not in tested:
-            features.append(
-                FeatureDrift(name, "skipped", None, None, None, None, None, False, int(counts[j]))
-            )
-            continue
-        test, statistic, p, psi, w = tested[j]
-        p_adj = p_adj_by_col[j]
-        features.append(
-            FeatureDrift(
-                name=name,
-                test=test,
-                statistic=_finite(statistic),
-                p_value=_finite(p),
-                p_adjusted=_finite(p_adj),
-                psi=_finite(psi),
-                wasserstein=_finite(w),
-                drift=p_adj < alpha,
-                current_rows=int(counts[j]),
-            )
-        )
+    features = [
+        _verdict(name, tested.get(j), p_adj_by_col.get(j, 1.0), alpha, int(counts[j]))
+        for j, name in enumerate(feature_names)
+    ]
     return DatasetDrift(
         drift=any(f.drift for f in features),
         alpha=alpha,
@@ -357,6 +340,31 @@ def dataset_drift(
         reference_rows=int(ref.shape[0]),
         current_rows=int(cur.shape[0]),
         features=features,
+    )
+
+
+def _verdict(
+    name: str,
+    found: tuple[TestName, float, float, float, float | None] | None,
+    p_adjusted: float,
+    alpha: float,
+    rows: int,
+) -> FeatureDrift:
+    """One test's stored result (``found``: test, statistic, p, PSI, Wasserstein), or
+    ``skipped`` when it was not run."""
+    if found is None:
+        return FeatureDrift(name, "skipped", None, None, None, None, None, False, rows)
+    test, statistic, p, psi, w = found
+    return FeatureDrift(
+        name=name,
+        test=test,
+        statistic=_finite(statistic),
+        p_value=_finite(p),
+        p_adjusted=_finite(p_adjusted),
+        psi=_finite(psi),
+        wasserstein=None if w is None else _finite(w),
+        drift=p_adjusted < alpha,
+        current_rows=rows,
     )
 
 
@@ -460,28 +468,11 @@ def _family(
             )
     names = list(tested)
     adjusted = p_adjust([tested[n][2] for n in names], correction)
-    results: list[FeatureDrift] = []
-    for name, _test, _ref, cur in columns:
-        if name not in tested:
-            results.append(
-                FeatureDrift(name, "skipped", None, None, None, None, None, False, len(cur))
-            )
-            continue
-        test, statistic, p, psi, w = tested[name]
-        p_adj = float(adjusted[names.index(name)])
-        results.append(
-            FeatureDrift(
-                name=name,
-                test=test,
-                statistic=_finite(statistic),
-                p_value=_finite(p),
-                p_adjusted=_finite(p_adj),
-                psi=_finite(psi),
-                wasserstein=None if w is None else _finite(w),
-                drift=p_adj < alpha,
-                current_rows=len(cur),
-            )
-        )
+    p_adj_by_name = dict(zip(names, adjusted.tolist(), strict=True))
+    results = [
+        _verdict(name, tested.get(name), p_adj_by_name.get(name, 1.0), alpha, len(cur))
+        for name, _test, _ref, cur in columns
+    ]
     return DatasetDrift(
         drift=any(f.drift for f in results),
         alpha=alpha,
@@ -548,25 +539,12 @@ def families_combined(
     tested = [(i, f.p_value) for i, f in enumerate(features) if f.p_value is not None]
     adjusted = p_adjust([p for _, p in tested], correction)
     by_index = dict(zip([i for i, _ in tested], adjusted.tolist(), strict=True))
-    combined: list[FeatureDrift] = []
-    for i, f in enumerate(features):
-        if i not in by_index:
-            combined.append(f)
-            continue
-        p_adj = by_index[i]
-        combined.append(
-            FeatureDrift(
-                name=f.name,
-                test=f.test,
-                statistic=f.statistic,
-                p_value=f.p_value,
-                p_adjusted=_finite(p_adj),
-                psi=f.psi,
-                wasserstein=f.wasserstein,
-                drift=p_adj < alpha,
-                current_rows=f.current_rows,
-            )
-        )
+    combined = [
+        f
+        if i not in by_index
+        else dataclasses.replace(f, p_adjusted=_finite(by_index[i]), drift=by_index[i] < alpha)
+        for i, f in enumerate(features)
+    ]
     return DatasetDrift(
         drift=any(f.drift for f in combined),
         alpha=alpha,

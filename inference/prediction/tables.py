@@ -229,6 +229,25 @@ def unusable(problems: dict[str, Any], row: int | None = None) -> UnusableFeatur
     return UnusableFeatures(f"Unusable features{where} ({'; '.join(parts)}).", details=details)
 
 
+def _body_rows(features: Any, *, max_rows: int, values: str) -> list[Any]:
+    """The body's rows (one object is one row). Raises MalformedTable for another type
+    or no rows, TooManyRows past ``max_rows``."""
+    if isinstance(features, dict):
+        rows: list[Any] = [features]
+    elif isinstance(features, list):
+        rows = features
+    else:
+        raise MalformedTable(
+            f"'features' must be an object of {values}, a list of such objects, "
+            "or a list of rows in the model's feature order.",
+            details={"features": "wrong type"},
+        )
+    if not rows:
+        raise MalformedTable("'features' has no rows.", details={"features": "empty"})
+    rows_check(len(rows), max_rows)
+    return rows
+
+
 def table(
     features: Any,
     names: Sequence[str],
@@ -242,19 +261,7 @@ def table(
     UnusableFeatures naming missing, unexpected or non-numeric features, or features
     with values outside ``bounds`` (the model's inputs' range, ``Layout.bounds``).
     """
-    if isinstance(features, dict):
-        rows: list[Any] = [features]
-    elif isinstance(features, list):
-        rows = features
-    else:
-        raise MalformedTable(
-            "'features' must be an object of named features, a list of such objects, "
-            "or a list of rows in the model's feature order.",
-            details={"features": "wrong type"},
-        )
-    if not rows:
-        raise MalformedTable("'features' has no rows.", details={"features": "empty"})
-    rows_check(len(rows), max_rows)
+    rows = _body_rows(features, max_rows=max_rows, values="named features")
     width = len(names)
     if all(isinstance(r, dict) for r in rows):
         fast = _numeric_table(rows, names, bounds)
@@ -304,19 +311,9 @@ def text_table(
     Raises MalformedTable, TooManyRows, UnusableFeatures (``non_text`` names features
     whose values are not strings) as ``table`` does.
     """
-    if isinstance(features, dict):
-        rows: list[Any] = [features]
-    elif isinstance(features, list):
-        rows = features
-    else:
-        raise MalformedTable(
-            "'features' must be an object of named features (a string for each text "
-            "feature), a list of such objects, or a list of rows in the model's feature order.",
-            details={"features": "wrong type"},
-        )
-    if not rows:
-        raise MalformedTable("'features' has no rows.", details={"features": "empty"})
-    rows_check(len(rows), max_rows)
+    rows = _body_rows(
+        features, max_rows=max_rows, values="named features (a string for each text feature)"
+    )
     width = len(names)
     if all(isinstance(r, list) for r in rows):
         for i, values in enumerate(rows):

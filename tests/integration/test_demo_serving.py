@@ -248,3 +248,24 @@ def test_grpc_bytes_input_of_the_text_demo(server: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("model", "drift"), [("support-tickets", "billing:4"), ("house-prices", "distance_km:1")]
+)
+def test_simulate_traffic_drives_the_new_demos_with_feedback(
+    server: dict[str, Any], events: list[dict[str, Any]], model: str, drift: str
+) -> None:
+    import io
+
+    out = io.StringIO()
+    call_command(
+        "simulate_traffic",
+        "--model", model, "--url", server["live"].url, "--api-key", server["key"],
+        "--rps", "40", "--duration", "0.5", "--drift", drift, "--feedback-share", "0.5",
+        "--seed", "4", stdout=out,
+    )  # fmt: skip
+
+    assert "sent 20 predictions" in out.getvalue()
+    assert "20 ok" in out.getvalue()
+    assert len([e for e in events if e["model"] == model]) == 20
