@@ -232,7 +232,8 @@ def drift_reports_page(*, model_name: str | None, page: int | str, per_page: int
 
 
 def drift_summary(report: DriftReport) -> dict[str, Any]:
-    """How many features drifted, the smallest adjusted p-value and the largest PSI."""
+    """How many features drifted, the smallest adjusted p-value and the largest PSI, and
+    which outputs drifted (prediction, confidence)."""
     features = drift_features(report)
     p_values = [f.p_adjusted for f in features if f.p_adjusted is not None]
     psis = [f.psi for f in features if f.psi is not None]
@@ -241,6 +242,7 @@ def drift_summary(report: DriftReport) -> dict[str, Any]:
         "drifted": sum(1 for f in features if f.drift),
         "min_p": min(p_values) if p_values else None,
         "max_psi": max(psis) if psis else None,
+        "drifted_outputs": [f.name for f in prediction_drift_rows(report) if f.drift],
     }
 
 

@@ -198,6 +198,9 @@ def test_model_page_shows_prediction_drift(artifacts: Any) -> None:
     assert "Prediction drift" in page
     assert "text.unknown_word_share" in page
     assert "chi2" in page
+    history = client.get("/drift/?model=support-tickets").content.decode()
+    assert "Drifted outputs" in history
+    assert "prediction" in history
 
 
 # --- the self-healing loop ---------------------------------------------------------------
