@@ -183,6 +183,22 @@ def test_regressor_outputs_get_ks_on_the_predicted_value(artifacts: Any) -> None
     assert shifted.features["living_area_m2"]["drift"]
 
 
+def test_check_drift_command_prints_the_output_tests(artifacts: Any) -> None:
+    from django.core.management import call_command
+
+    version = _register(artifacts, "support-tickets")
+    _log_tickets(version, seed=102, class_weights=[6.0, 1.0, 1.0, 1.0])
+    out = io.StringIO()
+
+    call_command("check_drift", "--model", "support-tickets", "--window", "1h", stdout=out)
+
+    lines = [line.split() for line in out.getvalue().splitlines()]
+    output = next(r for r in lines if r[:1] == ["output:prediction"])
+    assert output[:2] == ["output:prediction", "chi2"]
+    assert output[-1] == "YES"
+    assert any(r[:1] == ["text.length"] for r in lines)
+
+
 def test_model_page_shows_prediction_drift(artifacts: Any) -> None:
     from django.contrib.auth.models import User
     from django.test import Client
