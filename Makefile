@@ -18,7 +18,7 @@ install: $(STAMP)
 # The demo model heals itself: its retrained challenger starts an experiment (see README).
 run: install
 	$(BIN)/python manage.py bootstrap
-	PHOENIX_EXPERIMENT_AUTOSTART="$${PHOENIX_EXPERIMENT_AUTOSTART-credit-risk}" \
+	PHOENIX_EXPERIMENT_AUTOSTART="$${PHOENIX_EXPERIMENT_AUTOSTART-credit-risk,support-tickets}" \
 		$(BIN)/python manage.py run_stack --port $(PORT)
 
 test: install

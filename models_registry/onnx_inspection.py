@@ -178,6 +178,44 @@ def _io(args: list[tuple[str, str, list[Any]]]) -> list[dict[str, Any]]:
     ]
 
 
+# onnxruntime's StringNormalizer uses this locale when the node names none.
+DEFAULT_STRING_LOCALE = "en_US.UTF-8"
+
+
+def _normalizer_locales(model: onnx.ModelProto) -> list[str]:
+    """The locales the graph's StringNormalizer nodes ask for."""
+    found: list[str] = []
+    for node in model.graph.node:
+        if node.op_type != "StringNormalizer":
+            continue
+        named = [a.s.decode(errors="replace") for a in node.attribute if a.name == "locale"]
+        locale = named[0] if named and named[0] else DEFAULT_STRING_LOCALE
+        if locale not in found:
+            found.append(locale)
+    return found
+
+
+def _locale_refusal(trial: Trial, model: onnx.ModelProto) -> None:
+    """Raises InvalidModelFile naming the missing locale and the two ways out, when
+    onnxruntime could not build a StringNormalizer (skl2onnx writes one for
+    ``TfidfVectorizer(lowercase=True)``, with en_US.UTF-8) on this machine."""
+    if trial.outcome != "load_failed" or "locale" not in trial.error.lower():
+        return
+    locales = _normalizer_locales(model) or [DEFAULT_STRING_LOCALE]
+    raise InvalidModelFile(
+        f"onnxruntime could not load the model: its StringNormalizer (lowercasing) asks for "
+        f"the locale {', '.join(locales)}, which this server does not have (slim images often "
+        "have only C, C.UTF-8 and POSIX). Either set the node's 'locale' attribute to "
+        "'C.UTF-8' after conversion, or lowercase the text before the model "
+        "(TfidfVectorizer(lowercase=False)) and convert again.",
+        details={
+            "reason": trial.error,
+            "locales": locales,
+            "fixes": ["StringNormalizer locale = C.UTF-8", "lowercase=False, lowercase before"],
+        },
+    )
+
+
 def _trial_refusal(trial: Trial, *, memory_budget_bytes: int, time_budget_s: float) -> None:
     """Raises InvalidModelFile (or ModelOverBudget) unless the trial loaded the model."""
     if trial.outcome == "ok":
@@ -291,6 +329,7 @@ def onnx_model_inspect(
     trial = onnx_model_trial(
         os.fspath(staged.path), memory_bytes=memory_budget_bytes, timeout_s=time_budget_s
     )
+    _locale_refusal(trial, model)
     _trial_refusal(trial, memory_budget_bytes=memory_budget_bytes, time_budget_s=time_budget_s)
 
     inputs = _io(trial.inputs)

@@ -13,7 +13,7 @@ from google.protobuf.message import DecodeError
 from .exceptions import InvalidReferenceData, ModelNotFound, ModelVersionNotFound
 from .models import Alias, AuditEvent, ModelAlias, ModelVersion, RegisteredModel
 from .output_types import OTHER, OutputType, output_type_read
-from .reference_data import reference_suffix, reference_table_read
+from .reference_data import reference_suffix, reference_table_read, text_feature_names
 from .stages import Stage
 
 
@@ -92,7 +92,8 @@ def model_aliases(*, model: RegisteredModel) -> dict[str, ModelVersion]:
 
 
 def reference_data_load(*, version: ModelVersion) -> tuple[np.ndarray, list[str]]:
-    """The version's reference data as rows x features (float64) and the feature names.
+    """The version's reference data as rows x features and the feature names: float64,
+    or an object array with the texts when the model has text inputs.
 
     Raises InvalidReferenceData when the version has none.
     """
@@ -107,7 +108,12 @@ def reference_data_load(*, version: ModelVersion) -> tuple[np.ndarray, list[str]
         with version.reference_data.open("rb") as source, local.open("wb") as out:
             for chunk in source.chunks():
                 out.write(chunk)
-        table = reference_table_read(local, suffix=suffix, feature_names=version.feature_names)
+        table = reference_table_read(
+            local,
+            suffix=suffix,
+            feature_names=version.feature_names,
+            text_features=text_feature_names(version.signature, version.feature_names),
+        )
     return table, list(version.feature_names)
 
 

@@ -58,7 +58,7 @@ from .models import (
     model_version_upload_to,
 )
 from .onnx_inspection import onnx_model_inspect, stage_file
-from .reference_data import reference_suffix, reference_table_read
+from .reference_data import reference_suffix, reference_table_read, text_feature_names
 from .stages import Stage, allowed_targets, is_move_allowed
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,11 @@ def _source_name(source: IO[bytes] | Path, fallback: str) -> str:
 
 
 def _reference_prepare(
-    source: IO[bytes] | Path, filename: str, feature_names: list[str], workdir: Path
+    source: IO[bytes] | Path,
+    filename: str,
+    feature_names: list[str],
+    workdir: Path,
+    signature: dict[str, Any],
 ) -> tuple[Path, str, int]:
     """Stage and check a reference table; returns (staged path, suffix, rows)."""
     suffix = reference_suffix(filename)
@@ -226,7 +230,12 @@ def _reference_prepare(
         max_bytes=settings.PHOENIX_MODEL_MAX_BYTES,
         what="reference data file",
     )
-    table = reference_table_read(staged.path, suffix=suffix, feature_names=feature_names)
+    table = reference_table_read(
+        staged.path,
+        suffix=suffix,
+        feature_names=feature_names,
+        text_features=text_feature_names(signature, feature_names),
+    )
     return staged.path, suffix, int(table.shape[0])
 
 
@@ -325,6 +334,7 @@ def model_version_register(
                 reference_filename or _source_name(reference, "reference.csv"),
                 inspection.feature_names,
                 workdir / "reference",
+                inspection.signature,
             )
 
         with removed_unless_committed() as saved, transaction.atomic():
@@ -560,7 +570,9 @@ def reference_data_attach(
     InvalidReferenceData, ModelTooLarge, ModelVersionNotFound.
     """
     with tempfile.TemporaryDirectory(prefix="phoenix-reference-") as tmp:
-        prepared = _reference_prepare(file, filename, version.feature_names, Path(tmp))
+        prepared = _reference_prepare(
+            file, filename, version.feature_names, Path(tmp), version.signature
+        )
         with removed_unless_committed() as saved, transaction.atomic():
             current = _locked(version)
             old_name = current.reference_data.name or ""

@@ -10,11 +10,19 @@ the results equal ``ks_2samp``'s.
 
 Categorical features (few integer levels) get a chi-squared test on their counts;
 PSI is reported for every feature as a magnitude, never used for the verdict.
+
+Two more families use the same tests and corrections: a model's outputs against the
+predictions it makes on its reference data (``prediction_drift``: class shares by
+chi-squared for classifiers, KS on the value for regressors, KS on the confidence
+where there is one), and texts, tested through numbers derived from them
+(``text_profiles``: length, word count, share of words the reference never used).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -321,28 +329,10 @@ def dataset_drift(
     order = sorted(tested)
     adjusted = p_adjust([tested[j][2] for j in order], correction)
     p_adj_by_col = dict(zip(order, adjusted.tolist(), strict=True))
-    features: list[FeatureDrift] = []
-    for j, name in enumerate(feature_names):
-        if j not in tested:
-            features.append(
-                FeatureDrift(name, "skipped", None, None, None, None, None, False, int(counts[j]))
-            )
-            continue
-        test, statistic, p, psi, w = tested[j]
-        p_adj = p_adj_by_col[j]
-        features.append(
-            FeatureDrift(
-                name=name,
-                test=test,
-                statistic=_finite(statistic),
-                p_value=_finite(p),
-                p_adjusted=_finite(p_adj),
-                psi=_finite(psi),
-                wasserstein=_finite(w),
-                drift=p_adj < alpha,
-                current_rows=int(counts[j]),
-            )
-        )
+    features = [
+        _verdict(name, tested.get(j), p_adj_by_col.get(j, 1.0), alpha, int(counts[j]))
+        for j, name in enumerate(feature_names)
+    ]
     return DatasetDrift(
         drift=any(f.drift for f in features),
         alpha=alpha,
@@ -350,6 +340,31 @@ def dataset_drift(
         reference_rows=int(ref.shape[0]),
         current_rows=int(cur.shape[0]),
         features=features,
+    )
+
+
+def _verdict(
+    name: str,
+    found: tuple[TestName, float, float, float, float | None] | None,
+    p_adjusted: float,
+    alpha: float,
+    rows: int,
+) -> FeatureDrift:
+    """One test's stored result (``found``: test, statistic, p, PSI, Wasserstein), or
+    ``skipped`` when it was not run."""
+    if found is None:
+        return FeatureDrift(name, "skipped", None, None, None, None, None, False, rows)
+    test, statistic, p, psi, w = found
+    return FeatureDrift(
+        name=name,
+        test=test,
+        statistic=_finite(statistic),
+        p_value=_finite(p),
+        p_adjusted=_finite(p_adjusted),
+        psi=_finite(psi),
+        wasserstein=None if w is None else _finite(w),
+        drift=p_adjusted < alpha,
+        current_rows=rows,
     )
 
 
@@ -362,6 +377,182 @@ def _numeric_block(
         col: ("ks", float(d[i]), float(p[i]), float(psi[i]), float(w[i]))
         for i, col in enumerate(columns)
     }
+
+
+# --- prediction drift --------------------------------------------------------------
+
+PREDICTION = "prediction"
+CONFIDENCE = "confidence"
+
+
+def predictions_categorical(values: Sequence[Any], *, has_probabilities: bool) -> bool:
+    """Whether outputs are classes (class shares are tested) rather than values (KS).
+
+    A classifier's (``has_probabilities``) always are; otherwise anything that is not a
+    number, or integers with at most ten distinct levels, is a class.
+    """
+    if has_probabilities:
+        return True
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) < len(values):
+        return True
+    array = np.asarray(numbers, dtype=np.float64)
+    whole = bool(np.all(array == np.round(array))) if array.size else True
+    return whole and np.unique(array).size <= CATEGORICAL_MAX_LEVELS
+
+
+def prediction_drift(
+    *,
+    reference_predictions: Sequence[Any],
+    current_predictions: Sequence[Any],
+    categorical: bool,
+    reference_confidence: Sequence[float] | None = None,
+    current_confidence: Sequence[float] | None = None,
+    alpha: float = 0.05,
+    correction: Correction = "bh",
+    min_rows: int = 1,
+) -> DatasetDrift:
+    """Test a window of a model's outputs against its outputs on the reference data.
+
+    ``prediction``: a chi-squared test of the class shares when ``categorical`` (labels
+    compared as text, so 1 and "1" are one class), else two-sample KS on the predicted
+    values; ``confidence`` (when both sides have it): KS. The tests are corrected
+    together with ``correction``; an output with fewer than ``min_rows`` current values
+    is ``skipped``. Raises ValueError for an empty reference or a bad alpha/correction.
+    """
+    if not reference_predictions:
+        raise ValueError("the reference predictions must have rows")
+    columns: list[tuple[str, TestName, Any, Any]] = []
+    if categorical:
+        ref = np.asarray([str(v) for v in reference_predictions], dtype=object)
+        cur = np.asarray([str(v) for v in current_predictions], dtype=object)
+        columns.append((PREDICTION, "chi2", ref, cur))
+    else:
+        ref = np.asarray(reference_predictions, dtype=np.float64)
+        cur = np.asarray(current_predictions, dtype=np.float64)
+        columns.append((PREDICTION, "ks", ref[np.isfinite(ref)], cur[np.isfinite(cur)]))
+    if reference_confidence is not None and current_confidence is not None:
+        ref_c = np.asarray(reference_confidence, dtype=np.float64)
+        cur_c = np.asarray(current_confidence, dtype=np.float64)
+        columns.append((CONFIDENCE, "ks", ref_c[np.isfinite(ref_c)], cur_c[np.isfinite(cur_c)]))
+    return _family(columns, alpha=alpha, correction=correction, min_rows=min_rows)
+
+
+def _family(
+    columns: list[tuple[str, TestName, Any, Any]],
+    *,
+    alpha: float,
+    correction: Correction,
+    min_rows: int,
+) -> DatasetDrift:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError("alpha must lie in (0, 1)")
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; use one of {CORRECTIONS}")
+    tested: dict[str, tuple[TestName, float, float, float, float | None]] = {}
+    for name, test, ref, cur in columns:
+        if len(cur) < max(min_rows, 1) or len(ref) == 0:
+            continue
+        if test == "chi2":
+            statistic, p = chi_squared(ref, cur)
+            tested[name] = ("chi2", statistic, p, psi_categorical(ref, cur), None)
+        else:
+            d, p_values, w_values = ks_two_sample(ref[:, None], cur[:, None])
+            psis = psi_numeric(ref[:, None], cur[:, None])
+            tested[name] = (
+                "ks",
+                float(d[0]),
+                float(p_values[0]),
+                float(psis[0]),
+                float(w_values[0]),
+            )
+    names = list(tested)
+    adjusted = p_adjust([tested[n][2] for n in names], correction)
+    p_adj_by_name = dict(zip(names, adjusted.tolist(), strict=True))
+    results = [
+        _verdict(name, tested.get(name), p_adj_by_name.get(name, 1.0), alpha, len(cur))
+        for name, _test, _ref, cur in columns
+    ]
+    return DatasetDrift(
+        drift=any(f.drift for f in results),
+        alpha=alpha,
+        correction=correction,
+        reference_rows=max((len(c[2]) for c in columns), default=0),
+        current_rows=max((len(c[3]) for c in columns), default=0),
+        features=results,
+    )
+
+
+# --- text inputs: derived numbers ----------------------------------------------------
+
+TEXT_PROFILE = ("length", "words", "unknown_word_share")
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def text_profile_names(feature: str) -> list[str]:
+    """The derived features of one text feature: ``text.length`` and so on."""
+    return [f"{feature}.{part}" for part in TEXT_PROFILE]
+
+
+def text_profiles(
+    reference: Sequence[str], current: Sequence[str | None]
+) -> tuple[FloatArray, FloatArray]:
+    """Per text, the numbers its drift is tested on: characters, words, and the share
+    of its words that the reference vocabulary does not hold (0 for a text without words).
+
+    The reference is split by position: the words of the texts at even positions are
+    the vocabulary; the texts at odd positions are the reference sample. Both the
+    reference sample and the current texts are then judged against a vocabulary they
+    did not help build, so without drift they come from the same distribution (a text's
+    own words would always be known, and every window would look drifted). Returns
+    (reference sample rows x 3, current rows x 3; NaN rows where a current text is None,
+    which ``dataset_drift`` leaves out). Raises ValueError for fewer than two texts.
+    """
+    if len(reference) < 2:
+        raise ValueError("text profiles need at least two reference texts")
+    vocabulary = {w for text in reference[0::2] for w in _words(text)}
+
+    def profile(texts: Sequence[str | None]) -> FloatArray:
+        rows = np.full((len(texts), len(TEXT_PROFILE)), np.nan, dtype=np.float64)
+        for i, text in enumerate(texts):
+            if text is None:
+                continue
+            found = _words(text)
+            unknown = sum(1 for w in found if w not in vocabulary)
+            rows[i] = (len(text), len(found), unknown / len(found) if found else 0.0)
+        return rows
+
+    return profile(reference[1::2]), profile(current)
+
+
+def families_combined(
+    parts: Sequence[DatasetDrift], *, alpha: float, correction: Correction
+) -> DatasetDrift:
+    """Several sets of tests (each run with ``correction="none"``, as when their
+    reference samples differ in size) as one family: p-values corrected across all of
+    them with ``correction``, verdicts at ``alpha``."""
+    features = [f for part in parts for f in part.features]
+    tested = [(i, f.p_value) for i, f in enumerate(features) if f.p_value is not None]
+    adjusted = p_adjust([p for _, p in tested], correction)
+    by_index = dict(zip([i for i, _ in tested], adjusted.tolist(), strict=True))
+    combined = [
+        f
+        if i not in by_index
+        else dataclasses.replace(f, p_adjusted=_finite(by_index[i]), drift=by_index[i] < alpha)
+        for i, f in enumerate(features)
+    ]
+    return DatasetDrift(
+        drift=any(f.drift for f in combined),
+        alpha=alpha,
+        correction=correction,
+        reference_rows=max((p.reference_rows for p in parts), default=0),
+        current_rows=max((p.current_rows for p in parts), default=0),
+        features=combined,
+    )
 
 
 def _as_2d(values: ArrayLike) -> FloatArray:

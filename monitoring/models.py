@@ -87,6 +87,9 @@ class DriftReport(models.Model):
     # above PHOENIX_DRIFT_DUPLICATE_SHARE), and the API key that sent most repeats.
     duplicate_share = models.FloatField(null=True, blank=True)
     duplicate_api_key_id = models.PositiveBigIntegerField(null=True, blank=True)
+    # Prediction drift, the same shape per output ("prediction", "confidence"), each
+    # with "kind" (class_shares or value); {} when the outputs were not tested.
+    predictions = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -69,7 +69,7 @@ def model_detail(request: HttpRequest, name: str) -> HttpResponse:
     if served is None:
         raise Http404(f"No model named {name!r}.")
     reports = [
-        (version, report, selectors.drift_features(report))
+        (version, report, selectors.drift_features(report), selectors.prediction_drift_rows(report))
         for version, report in selectors.latest_drift_reports(served=served)
     ]
     performance = performance_series(versions=selectors.served_arms(served=served))

@@ -91,11 +91,22 @@ PREDICT_EXAMPLES = [
         value={"features": [[52000, 9000, 41, 12, 4, 0.35]]},
         request_only=True,
     ),
+    OpenApiExample(
+        "A text model: one string per text input (support-tickets)",
+        value={"features": {"text": "I was charged twice for my subscription"}},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A batch of texts",
+        value={"features": [{"text": "The app crashes on start"}, {"text": "Parcel lost"}]},
+        request_only=True,
+    ),
 ]
 # Besides those every body-reading, keyed operation has (phoenix.openapi.AutoSchema).
 PREDICT_ERRORS = error_responses(
     {
-        422: "Valid JSON the model cannot use: missing, unknown or non-numeric features",
+        422: "Valid JSON the model cannot use: missing, unknown, non-numeric features (or a "
+        "non-string value for a text input)",
         503: "API keys cannot be checked, or the version cannot be loaded",
     }
 )
@@ -120,7 +131,10 @@ _NAMED_ROW = {"type": "object", "additionalProperties": _FEATURE_VALUE}
     {
         "description": (
             "One object of named features, a list of them, or a list of rows in the "
-            "model's feature order (numbers; strings for text inputs)."
+            "model's feature order: numbers, and a string for each of a model's text "
+            '(string) inputs, e.g. {"text": "I was charged twice"}. The answer\'s '
+            "predictions are class labels (with probabilities and confidence) for a "
+            "classifier, numbers for a regressor."
         ),
         "oneOf": [
             _NAMED_ROW,

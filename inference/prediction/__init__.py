@@ -4,6 +4,8 @@
 - ``outputs``: model outputs -> predictions, probabilities, confidence (pure).
 - ``shadow``: the challenger scoring a copy of the champion's request, off the answer.
 - ``service``: authorize, route, build inputs, score, publish the event, count metrics.
+- ``table_scoring``: a whole table scored off the request path (drift's reference
+  predictions).
 """
 
 from __future__ import annotations

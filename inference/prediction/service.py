@@ -434,12 +434,21 @@ def prediction_create(
                 "Send 'features' or an 'entity_id' whose features are in the feature store.",
                 details={"features": "required"},
             )
-        matrix, rows = tables.table(
-            body,
-            layout.feature_names,
-            max_rows=settings.PHOENIX_PREDICT_MAX_ROWS,
-            bounds=layout.bounds,
-        )
+        if layout.text_features:
+            matrix, rows = tables.text_table(
+                body,
+                layout.feature_names,
+                text_features=layout.text_features,
+                max_rows=settings.PHOENIX_PREDICT_MAX_ROWS,
+                bounds=layout.bounds,
+            )
+        else:
+            matrix, rows = tables.table(
+                body,
+                layout.feature_names,
+                max_rows=settings.PHOENIX_PREDICT_MAX_ROWS,
+                bounds=layout.bounds,
+            )
         return tables.feeds(layout, matrix), rows
 
     return _predict(
@@ -450,6 +459,29 @@ def prediction_create(
         request_id=request_id,
         build=build,
     )
+
+
+def _texts(values: Any, name: str) -> np.ndarray:
+    """A string input's values as str (the v2 protocol carries BYTES: UTF-8 is decoded
+    here, so the model and the event log see the same text). Raises InvalidInput."""
+    array = np.asarray(values, dtype=object)
+    out = np.empty(array.shape, dtype=object)
+    flat, target = array.reshape(-1), out.reshape(-1)
+    for i, value in enumerate(flat):
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"Input {name!r}: element {i} is not UTF-8 text.", details={"input": name}
+                ) from exc
+        elif not isinstance(value, str):
+            raise InvalidInput(
+                f"Input {name!r} takes strings (BYTES); element {i} is not one.",
+                details={"input": name},
+            )
+        target[i] = value
+    return out
 
 
 def tensor_infer(
@@ -470,6 +502,9 @@ def tensor_infer(
         if set(inputs) == set(expected):
             feeds = {}
             for name, spec in expected.items():
+                if numpy_dtype(spec.dtype) is np.object_:
+                    feeds[name] = _texts(inputs[name], name)
+                    continue
                 try:
                     feeds[name] = checked_cast(
                         np.asarray(inputs[name]), numpy_dtype(spec.dtype), name=name

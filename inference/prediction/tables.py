@@ -57,6 +57,12 @@ class Layout:
     input_dtypes: tuple[Any, ...]
     # The values every input can hold (float32: +-3.4e38); None: not checked (bool).
     bounds: tuple[float, float] | None = None
+    # Features fed to string inputs: their values are texts, not numbers.
+    text_features: frozenset[str] = frozenset()
+
+
+def _is_text(dtype: Any) -> bool:
+    return bool(np.dtype(dtype).kind in "OUS")
 
 
 def _bounds(dtypes: Sequence[Any]) -> tuple[float, float] | None:
@@ -78,14 +84,18 @@ def layout_for(
     if len(inputs) == 1 and len(inputs[0][2]) == 2:
         name, dtype, shape = inputs[0]
         if shape[1] in (None, len(names)):
-            return Layout(names, "matrix", (name,), (dtype,), _bounds([dtype]))
+            texts = frozenset(names) if _is_text(dtype) else frozenset()
+            bounds = None if texts else _bounds([dtype])
+            return Layout(names, "matrix", (name,), (dtype,), bounds, texts)
         return None
     if len(inputs) == len(names):
         by_name = {spec[0]: spec for spec in inputs}
         ordered = [by_name.get(n) for n in names]
         specs = [s for s in ordered if s is not None] if all(ordered) else list(inputs)
         dtypes = tuple(s[1] for s in specs)
-        return Layout(names, "columns", tuple(s[0] for s in specs), dtypes, _bounds(dtypes))
+        texts = frozenset(n for n, d in zip(names, dtypes, strict=True) if _is_text(d))
+        numeric = [d for d in dtypes if not _is_text(d)]
+        return Layout(names, "columns", tuple(s[0] for s in specs), dtypes, _bounds(numeric), texts)
     return None
 
 
@@ -219,6 +229,25 @@ def unusable(problems: dict[str, Any], row: int | None = None) -> UnusableFeatur
     return UnusableFeatures(f"Unusable features{where} ({'; '.join(parts)}).", details=details)
 
 
+def _body_rows(features: Any, *, max_rows: int, values: str) -> list[Any]:
+    """The body's rows (one object is one row). Raises MalformedTable for another type
+    or no rows, TooManyRows past ``max_rows``."""
+    if isinstance(features, dict):
+        rows: list[Any] = [features]
+    elif isinstance(features, list):
+        rows = features
+    else:
+        raise MalformedTable(
+            f"'features' must be an object of {values}, a list of such objects, "
+            "or a list of rows in the model's feature order.",
+            details={"features": "wrong type"},
+        )
+    if not rows:
+        raise MalformedTable("'features' has no rows.", details={"features": "empty"})
+    rows_check(len(rows), max_rows)
+    return rows
+
+
 def table(
     features: Any,
     names: Sequence[str],
@@ -232,19 +261,7 @@ def table(
     UnusableFeatures naming missing, unexpected or non-numeric features, or features
     with values outside ``bounds`` (the model's inputs' range, ``Layout.bounds``).
     """
-    if isinstance(features, dict):
-        rows: list[Any] = [features]
-    elif isinstance(features, list):
-        rows = features
-    else:
-        raise MalformedTable(
-            "'features' must be an object of named features, a list of such objects, "
-            "or a list of rows in the model's feature order.",
-            details={"features": "wrong type"},
-        )
-    if not rows:
-        raise MalformedTable("'features' has no rows.", details={"features": "empty"})
-    rows_check(len(rows), max_rows)
+    rows = _body_rows(features, max_rows=max_rows, values="named features")
     width = len(names)
     if all(isinstance(r, dict) for r in rows):
         fast = _numeric_table(rows, names, bounds)
@@ -277,6 +294,75 @@ def table(
         "'features' mixes objects and lists; send one or the other.",
         details={"features": "mixed rows"},
     )
+
+
+def text_table(
+    features: Any,
+    names: Sequence[str],
+    *,
+    text_features: frozenset[str],
+    max_rows: int,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """As ``table``, for a model with string inputs: rows x features as an object array
+    (str in the ``text_features`` columns, float elsewhere) and the per-row dicts.
+
+    A text feature's value must be a string (``{"text": "..."}``); the others numbers.
+    Raises MalformedTable, TooManyRows, UnusableFeatures (``non_text`` names features
+    whose values are not strings) as ``table`` does.
+    """
+    rows = _body_rows(
+        features, max_rows=max_rows, values="named features (a string for each text feature)"
+    )
+    width = len(names)
+    if all(isinstance(r, list) for r in rows):
+        for i, values in enumerate(rows):
+            if len(values) != width:
+                raise UnusableFeatures(
+                    f"Row {i} has {len(values)} values; the model takes {width} "
+                    f"({', '.join(names)}).",
+                    details={"row": i, "expected": list(names), "got": len(values)},
+                )
+        rows = [dict(zip(names, values, strict=True)) for values in rows]
+    elif not all(isinstance(r, dict) for r in rows):
+        raise MalformedTable(
+            "'features' mixes objects and lists; send one or the other.",
+            details={"features": "mixed rows"},
+        )
+    matrix = np.empty((len(rows), width), dtype=object)
+    numeric = [j for j, n in enumerate(names) if n not in text_features]
+    for i, row in enumerate(rows):
+        problems = _text_row_problems(row, names, text_features)
+        if problems:
+            raise unusable(problems, i if len(rows) > 1 else None)
+        matrix[i] = [row[n] for n in names]
+    if numeric:
+        checked = _slow_matrix(
+            [[row[names[j]] for j in numeric] for row in rows], [names[j] for j in numeric], bounds
+        )
+        matrix[:, numeric] = checked
+    return matrix, rows
+
+
+def _text_row_problems(
+    row: Mapping[str, Any], names: Sequence[str], text_features: frozenset[str]
+) -> dict[str, list[str]]:
+    missing = [n for n in names if n not in row or row[n] is None]
+    allowed = set(names)
+    unexpected = [k for k in row if k not in allowed]
+    present = [n for n in names if row.get(n) is not None]
+    non_text = [n for n in present if n in text_features and not isinstance(row[n], str)]
+    non_numeric = [n for n in present if n not in text_features and not is_number(row[n])]
+    return {
+        k: v
+        for k, v in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("non_text", non_text),
+            ("non_numeric", non_numeric),
+        )
+        if v
+    }
 
 
 def feeds(layout: Layout, matrix: np.ndarray) -> Feeds:

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('models_registry', '0003_audit_action_experiment'),
-        ('monitoring', '0009_prediction_owner_label_guards'),
+        ('monitoring', '0010_driftreport_predictions'),
         ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 

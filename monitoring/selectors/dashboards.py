@@ -158,6 +158,15 @@ def _finite(value: Any) -> float | None:
 
 def drift_features(report: DriftReport) -> list[FeatureDrift]:
     """A report's per-feature results, drifted first, then by adjusted p-value."""
+    return _drift_rows(report.features)
+
+
+def prediction_drift_rows(report: DriftReport) -> list[FeatureDrift]:
+    """A report's output tests (prediction, confidence), drifted first."""
+    return _drift_rows(report.predictions)
+
+
+def _drift_rows(results: dict[str, Any]) -> list[FeatureDrift]:
     rows = [
         FeatureDrift(
             name=name,
@@ -168,7 +177,7 @@ def drift_features(report: DriftReport) -> list[FeatureDrift]:
             psi=_finite(values.get("psi")),
             drift=bool(values.get("drift")),
         )
-        for name, values in sorted(report.features.items())
+        for name, values in sorted(results.items())
         if isinstance(values, dict)
     ]
     rows.sort(key=lambda r: (not r.drift, r.p_adjusted if r.p_adjusted is not None else 1.0))
@@ -232,7 +241,8 @@ def drift_reports_page(*, model_name: str | None, page: int | str, per_page: int
 
 
 def drift_summary(report: DriftReport) -> dict[str, Any]:
-    """How many features drifted, the smallest adjusted p-value and the largest PSI."""
+    """How many features drifted, the smallest adjusted p-value and the largest PSI, and
+    which outputs drifted (prediction, confidence)."""
     features = drift_features(report)
     p_values = [f.p_adjusted for f in features if f.p_adjusted is not None]
     psis = [f.psi for f in features if f.psi is not None]
@@ -241,6 +251,7 @@ def drift_summary(report: DriftReport) -> dict[str, Any]:
         "drifted": sum(1 for f in features if f.drift),
         "min_p": min(p_values) if p_values else None,
         "max_psi": max(psis) if psis else None,
+        "drifted_outputs": [f.name for f in prediction_drift_rows(report) if f.drift],
     }
 
 

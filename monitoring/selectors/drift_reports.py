@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +73,8 @@ def drift_event(report: DriftReport) -> dict[str, Any]:
         else [],
         "features": report.features,
         "duplicate_share": report.duplicate_share,
+        "drifted_outputs": sorted(n for n, f in report.predictions.items() if f.get("drift")),
+        "predictions": report.predictions,
     }
 
 
@@ -98,17 +100,14 @@ def window_features_load(
     end: datetime,
     feature_names: Sequence[str],
     limit: int,
-) -> tuple[np.ndarray, list[int | None], int]:
+) -> tuple[np.ndarray, int]:
     """Logged features of one version in [start, end) as rows x features (float64, NaN
-    where a value is missing or not a number), newest ``limit`` rows; the API key id that
-    made each of those rows; and the window's total row count."""
-    rows = PredictionLog.objects.filter(
-        model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+    where a value is missing or not a number), newest ``limit`` rows, and the window's
+    total row count."""
+    rows, _, total = window_rows_load(
+        model_name=model_name, version=version, start=start, end=end, limit=limit
     )
-    total = rows.count()
-    newest = list(rows.order_by("-created_at").values_list("features", "api_key_id")[:limit])
-    keys = [key for _, key in newest]
-    return features_matrix((f for f, _ in newest), feature_names), keys, total
+    return features_matrix(rows, feature_names), total
 
 
 def label_coverage(*, model_name: str, since: datetime) -> tuple[int, int]:
@@ -118,11 +117,17 @@ def label_coverage(*, model_name: str, since: datetime) -> tuple[int, int]:
 
 
 def labelled_rows_load(
-    *, model_name: str, since: datetime, feature_names: Sequence[str], limit: int
+    *,
+    model_name: str,
+    since: datetime,
+    feature_names: Sequence[str],
+    limit: int,
+    text_features: Collection[str] = (),
 ) -> tuple[np.ndarray, list[Any]]:
     """The newest ``limit`` logged rows of ``model_name`` (any version) since ``since``
     that have ground truth: (features rows x features, labels). Rows whose label is not a
-    single value, or that miss a feature, are left out."""
+    single value, or that miss a feature, are left out. With ``text_features`` the
+    matrix is an object array holding those features' texts (``features_table``)."""
     logged = (
         PredictionLog.objects.filter(model_name=model_name, created_at__gte=since)
         .exclude(actual__isnull=True)
@@ -130,10 +135,80 @@ def labelled_rows_load(
         .values_list("features", "actual")[:limit]
     )
     pairs = [(f, a) for f, a in logged if a is not None and not isinstance(a, list | dict)]
-    matrix = features_matrix((f for f, _ in pairs), feature_names)
-    complete = ~np.isnan(matrix).any(axis=1) if matrix.size else np.ones(len(pairs), dtype=bool)
+    matrix, complete = features_table([f for f, _ in pairs], feature_names, text_features)
     labels = [a for (_, a), keep in zip(pairs, complete, strict=True) if keep]
     return matrix[complete], labels
+
+
+def features_table(
+    rows: Sequence[Any], feature_names: Sequence[str], text_features: Collection[str] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logged feature payloads as a table, and which rows have every feature.
+
+    Numbers only: float64 (``features_matrix``). With ``text_features``: an object array,
+    the texts as logged (str) in their columns and floats elsewhere; a row whose text
+    is missing or not a string is incomplete.
+    """
+    names = list(feature_names)
+    numeric = features_matrix(rows, names)
+    if not text_features:
+        complete = ~np.isnan(numeric).any(axis=1) if numeric.size else np.ones(len(rows), bool)
+        return numeric, complete
+    table = numeric.astype(object)
+    complete = np.ones(len(rows), dtype=bool)
+    for j, name in enumerate(names):
+        if name in text_features:
+            texts = [_row_values(row, names)[j] for row in rows]
+            table[:, j] = texts
+            complete &= np.array([isinstance(t, str) for t in texts], dtype=bool)
+        else:
+            complete &= ~np.isnan(numeric[:, j])
+    return table, complete
+
+
+def window_rows_load(
+    *, model_name: str, version: str, start: datetime, end: datetime, limit: int
+) -> tuple[list[Any], list[int | None], int]:
+    """The logged feature payloads of one version in [start, end), newest ``limit``
+    rows; the API key id that made each of those rows; and the window's total row count."""
+    rows = PredictionLog.objects.filter(
+        model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+    )
+    total = rows.count()
+    newest = list(rows.order_by("-created_at").values_list("features", "api_key_id")[:limit])
+    return [f for f, _ in newest], [key for _, key in newest], total
+
+
+def feature_texts(rows: Sequence[Any], feature_names: Sequence[str], name: str) -> list[str | None]:
+    """One text feature's value in each logged payload; None where it is missing or
+    not a string."""
+    names = list(feature_names)
+    values = [_row_values(row, names)[names.index(name)] for row in rows]
+    return [v if isinstance(v, str) else None for v in values]
+
+
+def window_predictions_load(
+    *, model_name: str, version: str, start: datetime, end: datetime, limit: int
+) -> tuple[list[Any], list[float]]:
+    """The predictions logged in [start, end) (newest ``limit`` rows) and the
+    confidences among them (rows without one are left out of that list)."""
+    rows = (
+        PredictionLog.objects.filter(
+            model_name=model_name, version=version, created_at__gte=start, created_at__lt=end
+        )
+        .order_by("-created_at")
+        .values_list("prediction", "confidence")[:limit]
+    )
+    predictions: list[Any] = []
+    confidences: list[float] = []
+    for prediction, confidence in rows:
+        if isinstance(prediction, list) and len(prediction) == 1:
+            prediction = prediction[0]
+        if prediction is not None and not isinstance(prediction, list | dict):
+            predictions.append(prediction)
+        if confidence is not None:
+            confidences.append(float(confidence))
+    return predictions, confidences
 
 
 def features_matrix(rows: Iterable[Any], feature_names: Sequence[str]) -> np.ndarray:

@@ -1,4 +1,12 @@
-"""Drift checks: compare a window of logged features to the version's reference data.
+"""Drift checks: compare a window of logged features, and of the version's predictions,
+to its reference data and to the predictions it makes on that data.
+
+Inputs: numeric features as they are; a text feature through numbers derived from it
+(``drift.text_profiles``: ``<name>.length``, ``.words``, ``.unknown_word_share``).
+Outputs (``drift.prediction_drift``): class shares or predicted values, and confidence,
+against the version's own predictions on its reference data (scored here, off the
+request path, and remembered per model file and reference file). Inputs and outputs are
+two families, each corrected across its tests; the report is drift when either is.
 
 ``drift_report_compute`` saves one ``DriftReport`` per check and exports it as metrics;
 ``drift_report_act`` does what a verdict of drift calls for (log line, Kafka event,
@@ -9,24 +17,31 @@ unit a Celery task or ``manage.py check_drift`` runs.
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from prometheus_client import Gauge
 
+from inference.prediction.table_scoring import TablePredictions, table_predict
 from models_registry.exceptions import InvalidReferenceData
 from models_registry.models import ModelVersion
+from models_registry.reference_data import text_feature_names
 from monitoring import drift
 from monitoring.models import AlertKind, DriftReport, DriftStatus
 from monitoring.selectors.drift_reports import (
     drift_event,
     drift_report_previous_verdict,
+    feature_texts,
+    features_matrix,
     production_version_get,
-    window_features_load,
+    window_predictions_load,
+    window_rows_load,
 )
 from monitoring.services.alerts import alert_create, drift_event_publish
 from monitoring.services.dashboard_push import dashboard_event_push
@@ -67,10 +82,12 @@ def drift_report_compute(
 
     Saves and returns the report: ``insufficient_data`` (no verdict) when the window has
     fewer than PHOENIX_DRIFT_MIN_ROWS rows or the version has no reference data;
-    ``duplicates`` (no verdict either, the features' statistics kept for a look) when at
-    least PHOENIX_DRIFT_DUPLICATE_SHARE of the window's rows repeat another row; else
-    ``drift`` or ``ok`` from ``monitoring.drift.dataset_drift``. Raises ValueError for
-    an alpha or correction ``dataset_drift`` refuses.
+    ``duplicates`` (no verdict either, the statistics kept for a look) when at least
+    PHOENIX_DRIFT_DUPLICATE_SHARE of the window's rows repeat another row; else ``drift``
+    or ``ok``: drift when ``monitoring.drift.dataset_drift`` finds it in the inputs
+    (``features``) or ``prediction_drift`` in the outputs (``predictions``; left empty
+    when the reference data cannot be scored). Raises ValueError for an alpha or
+    correction ``dataset_drift`` refuses.
     """
     end = now or timezone.now()
     start = end - window
@@ -97,28 +114,25 @@ def drift_report_compute(
         report.save()
         return report
 
-    current, keys, total = window_features_load(
+    rows, keys, total = window_rows_load(
         model_name=version.model.name,
         version=version.version,
         start=start,
         end=end,
-        feature_names=feature_names,
         limit=settings.PHOENIX_DRIFT_MAX_ROWS,
     )
     report.rows = total
     report.reference_rows = int(reference.shape[0])
-    if current.shape[0] >= min_rows:
-        result = drift.dataset_drift(
-            reference,
-            current,
-            feature_names=feature_names,
-            alpha=alpha,
-            correction=method,
-            min_rows=min_rows,
+    if len(rows) >= min_rows:
+        inputs = _input_drift(version, reference, feature_names, rows, alpha=alpha, method=method)
+        report.features = inputs.features_as_dict()
+        outputs = _prediction_drift(
+            version, reference, feature_names, start=start, end=end, alpha=alpha, method=method
         )
-        report.status = DriftStatus.DRIFT if result.drift else DriftStatus.OK
-        report.features = result.features_as_dict()
-        repeats = drift.duplicate_rows(current, keys)
+        report.predictions = outputs
+        drifted = inputs.drift or any(o.get("drift") for o in outputs.values())
+        report.status = DriftStatus.DRIFT if drifted else DriftStatus.OK
+        repeats = drift.duplicate_rows(_payload_identities(rows), keys)
         report.duplicate_share = round(repeats.share, 6)
         report.duplicate_api_key_id = repeats.source
         if repeats.share >= settings.PHOENIX_DRIFT_DUPLICATE_SHARE:
@@ -135,6 +149,154 @@ def drift_report_compute(
     return report
 
 
+def _payload_identities(rows: list[Any]) -> list[list[int]]:
+    """Each logged payload as a number, the same for equal payloads (texts included):
+    what ``drift.duplicate_rows`` compares to count repeats."""
+    seen: dict[bytes, int] = {}
+    return [
+        [seen.setdefault(orjson.dumps(row, option=orjson.OPT_SORT_KEYS), len(seen))] for row in rows
+    ]
+
+
+def _input_drift(
+    version: ModelVersion,
+    reference: Any,
+    feature_names: list[str],
+    rows: list[Any],
+    *,
+    alpha: float,
+    method: drift.Correction,
+) -> drift.DatasetDrift:
+    """The input tests: numeric features as logged, each text feature through its
+    derived numbers (a reference sample of its own size), corrected as one family."""
+    import numpy as np
+
+    min_rows = settings.PHOENIX_DRIFT_MIN_ROWS
+    texts = text_feature_names(version.signature, feature_names)
+    numeric = [n for n in feature_names if n not in texts]
+    if not texts:
+        return drift.dataset_drift(
+            reference,
+            features_matrix(rows, numeric),
+            feature_names=numeric,
+            alpha=alpha,
+            correction=method,
+            min_rows=min_rows,
+        )
+    parts: list[drift.DatasetDrift] = []
+    if numeric:
+        columns = [feature_names.index(n) for n in numeric]
+        parts.append(
+            drift.dataset_drift(
+                np.asarray(reference[:, columns], dtype=np.float64),
+                features_matrix(rows, numeric),
+                feature_names=numeric,
+                alpha=alpha,
+                correction="none",
+                min_rows=min_rows,
+            )
+        )
+    for name in texts:
+        column = [str(t) for t in reference[:, feature_names.index(name)]]
+        ref_profile, cur_profile = drift.text_profiles(
+            column, feature_texts(rows, feature_names, name)
+        )
+        parts.append(
+            drift.dataset_drift(
+                ref_profile,
+                cur_profile,
+                feature_names=drift.text_profile_names(name),
+                alpha=alpha,
+                correction="none",
+                categorical=(),
+                min_rows=min_rows,
+            )
+        )
+    return drift.families_combined(parts, alpha=alpha, correction=method)
+
+
+_reference_predictions: dict[tuple[str, str], TablePredictions] = {}
+_reference_predictions_lock = threading.Lock()
+
+
+def _table_digest(table: Any) -> str:
+    import hashlib
+
+    import numpy as np
+
+    array = np.asarray(table)
+    digest = hashlib.sha256(str(array.shape).encode())
+    if array.dtype == object:
+        digest.update("\x00".join(map(str, array.reshape(-1).tolist())).encode())
+    else:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def reference_predictions(
+    *, version: ModelVersion, reference: Any, feature_names: list[str]
+) -> TablePredictions:
+    """The version's predictions on its reference data, remembered per (model file,
+    reference table); the table is hashed, as a replaced reference may reuse a name."""
+    key = (version.sha256, _table_digest(reference))
+    with _reference_predictions_lock:
+        found = _reference_predictions.get(key)
+    if found is not None:
+        return found
+    with version.file.open("rb") as handle:
+        model_bytes = handle.read()
+    found = table_predict(model_bytes=model_bytes, feature_names=feature_names, table=reference)
+    with _reference_predictions_lock:
+        _reference_predictions[key] = found
+    return found
+
+
+def _prediction_drift(
+    version: ModelVersion,
+    reference: Any,
+    feature_names: list[str],
+    *,
+    start: datetime,
+    end: datetime,
+    alpha: float,
+    method: drift.Correction,
+) -> dict[str, dict[str, Any]]:
+    """The output tests, as stored on the report; {} (logged) when the reference data
+    cannot be scored."""
+    try:
+        expected = reference_predictions(
+            version=version, reference=reference, feature_names=feature_names
+        )
+    except Exception as exc:  # onnxruntime's errors are untyped; inputs are still tested
+        logger.warning("no prediction drift for %s: reference not scored: %s", version, exc)
+        return {}
+    predictions, confidence = window_predictions_load(
+        model_name=version.model.name,
+        version=version.version,
+        start=start,
+        end=end,
+        limit=settings.PHOENIX_DRIFT_MAX_ROWS,
+    )
+    categorical = drift.predictions_categorical(
+        expected.predictions, has_probabilities=expected.probabilities is not None
+    )
+    result = drift.prediction_drift(
+        reference_predictions=expected.predictions,
+        current_predictions=predictions,
+        categorical=categorical,
+        reference_confidence=expected.confidence,
+        current_confidence=confidence if expected.confidence is not None else None,
+        alpha=alpha,
+        correction=method,
+        min_rows=settings.PHOENIX_DRIFT_MIN_ROWS,
+    )
+    tested = result.features_as_dict()
+    tested[drift.PREDICTION]["kind"] = "class_shares" if categorical else "value"
+    if drift.CONFIDENCE in tested:
+        tested[drift.CONFIDENCE]["kind"] = "confidence"
+    return tested
+
+
 def drift_report_act(*, report: DriftReport) -> None:
     """On drift: a structured log line, a Kafka event, an alert (once per drift episode,
     when the previous verdict was not drift) and a retraining request (the cooldown
@@ -149,6 +311,7 @@ def drift_report_act(*, report: DriftReport) -> None:
         return
     version = report.model_version
     drifted = sorted(name for name, f in report.features.items() if f.get("drift"))
+    drifted += [f"output {name}" for name, f in report.predictions.items() if f.get("drift")]
     event = drift_event(report)
     # key=value pairs, so the line is machine-readable with any formatter; the same
     # fields ride along as ``extra`` for JSON log handlers.
@@ -257,7 +420,8 @@ def _metrics_export(report: DriftReport) -> None:
     DRIFT_DETECTED.labels(model=model, version=version).set(
         1 if report.status == DriftStatus.DRIFT else 0
     )
-    for name, feature in report.features.items():
+    outputs = {f"output:{name}": values for name, values in report.predictions.items()}
+    for name, feature in {**report.features, **outputs}.items():
         p = feature.get("p_adjusted")
         if p is not None:
             DRIFT_PVALUE.labels(model=model, version=version, feature=name).set(p)
@@ -266,4 +430,5 @@ def _metrics_export(report: DriftReport) -> None:
 def _dashboard_push(report: DriftReport) -> None:
     event = drift_event(report)
     event.pop("features")
+    event.pop("predictions")
     dashboard_event_push("drift", event)

@@ -55,11 +55,13 @@ class RetrainingResult:
 
 Recipe = Callable[..., RetrainingResult]
 
-_recipes: dict[str, Recipe] = {}
+_recipes: dict[str, Recipe | str] = {}
 
 
-def retraining_recipe_register(name: str, recipe: Recipe) -> None:
-    """Make ``recipe`` the one ``RegisteredModel.retraining_recipe == name`` runs."""
+def retraining_recipe_register(name: str, recipe: Recipe | str) -> None:
+    """Make ``recipe`` the one ``RegisteredModel.retraining_recipe == name`` runs: a
+    callable, or its dotted path, imported the first time the recipe runs (so that
+    registering at ``AppConfig.ready`` costs no training library in every process)."""
     _recipes[name] = recipe
 
 
@@ -67,15 +69,19 @@ def retraining_recipe_get(name: str) -> Recipe:
     """The registered recipe called ``name``, else the callable at that dotted path.
 
     Raises LookupError when it is neither (the job fails with the reason)."""
-    if name in _recipes:
-        return _recipes[name]
+    registered = _recipes.get(name)
+    if registered is not None and not isinstance(registered, str):
+        return registered
+    path = registered or name
     try:
-        recipe: Recipe = import_string(name)
+        recipe: Recipe = import_string(path)
     except ImportError as exc:
         raise LookupError(
             f"No retraining recipe {name!r}: none is registered by that name, "
-            f"and it is not an importable path ({exc})."
+            f"and {path!r} is not an importable path ({exc})."
         ) from exc
+    if registered is not None:
+        _recipes[name] = recipe
     return recipe
 
 
@@ -274,15 +280,21 @@ def _experiment_autostart(version: ModelVersion) -> None:
 
 
 def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:
+    from models_registry.reference_data import text_feature_names
     from models_registry.services import model_version_register
 
     model = job.model
     recipe = retraining_recipe_get(model.retraining_recipe)
     source = _source_version(job)
     feature_names = list(source.feature_names)
+    texts = text_feature_names(source.signature, feature_names)
     since = now - timedelta(seconds=settings.PHOENIX_RETRAINING_LOOKBACK_S)
     X, labels = labelled_rows_load(
-        model_name=model.name, since=since, feature_names=feature_names, limit=MAX_LABELLED_ROWS
+        model_name=model.name,
+        since=since,
+        feature_names=feature_names,
+        limit=MAX_LABELLED_ROWS,
+        text_features=texts,
     )
     if len(labels) < settings.PHOENIX_RETRAINING_MIN_LABELLED_ROWS:
         # Counted again here: rows that miss a feature or carry a list are not usable.
@@ -293,7 +305,9 @@ def _registered(job: RetrainingJob, now: datetime) -> ModelVersion:
     logger.info("retraining %s on %d labelled logged rows", model.name, len(labels))
     result = recipe(X=X, y=np.asarray(labels), model_name=model.name, feature_names=feature_names)
     reference = io.BytesIO()
-    np.save(reference, np.asarray(result.reference, dtype=np.float64), allow_pickle=False)
+    # Texts are kept as a unicode array: .npy files are read without pickle.
+    table = np.asarray(result.reference, dtype=str if texts else np.float64)
+    np.save(reference, table, allow_pickle=False)
     reference.seek(0)
     return model_version_register(
         model_name=model.name,

@@ -1,9 +1,12 @@
-"""The bundled demo, kept apart from the product: nothing outside this package imports it.
+"""The bundled demos, kept apart from the product: nothing outside this package imports it.
 
-- ``credit_risk``: the synthetic customer table, training, ONNX conversion, evaluation
-  (no Django);
-- ``recipes``: the demo model's retraining recipe, registered with monitoring at app
-  ready under ``CREDIT_RISK_RECIPE`` (the name ``train_demo_models`` stores on the model);
+- ``credit_risk``, ``house_prices``, ``support_tickets``: the synthetic tables, training,
+  ONNX conversion, evaluation of the three demo models (a binary classifier, a
+  regressor, a text classifier over raw strings; no Django);
+- ``recipes``: their retraining recipes;
+- ``catalog``: the demo and recipe names, importable at no cost. ``DemoConfig.ready``
+  registers each recipe with monitoring by dotted path, so web processes never import
+  scikit-learn; the retraining worker imports a recipe the first time it runs it;
 - commands: ``train_demo_models``, ``seed_features --demo`` (the inference command,
   extended with the demo customers) and ``simulate_traffic``.
 

@@ -8,7 +8,9 @@ class DemoConfig(AppConfig):
 
     def ready(self) -> None:
         from monitoring.services.retraining import retraining_recipe_register
-        from phoenix.demo.recipes import CREDIT_RISK_RECIPE, retrain
+        from phoenix.demo.catalog import RECIPES
 
-        # Retraining finds the recipe by the name stored on the model, never by import.
-        retraining_recipe_register(CREDIT_RISK_RECIPE, retrain)
+        # Retraining finds a recipe by the name stored on the model; registered by dotted
+        # path, so no web process imports scikit-learn (the worker does, when it retrains).
+        for name, path in RECIPES.items():
+            retraining_recipe_register(name, path)

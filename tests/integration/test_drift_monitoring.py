@@ -79,8 +79,13 @@ def _log(
     age: timedelta = timedelta(minutes=5),
     labelled: bool = True,
 ) -> None:
+    from inference.prediction.table_scoring import table_predict
+
     X, y, names = demo.generate_customers(n=n, seed=seed, shift=shift)
     at = timezone.now() - age
+    # What the model answered, as the event log holds it (prediction drift reads it).
+    with version.file.open("rb") as handle:
+        scored = table_predict(model_bytes=handle.read(), feature_names=names, table=X)
     PredictionLog.objects.bulk_create(
         PredictionLog(
             event_id=uuid.uuid4(),
@@ -89,13 +94,16 @@ def _log(
             version=version.version,
             routed_by="single",
             features=dict(zip(names, map(float, row), strict=True)),
-            prediction=0,
+            prediction=prediction,
+            confidence=confidence,
             latency_ms=1.0,
             created_at=at,
             actual=int(label) if labelled else None,
             actual_at=at if labelled else None,
         )
-        for row, label in zip(X, y, strict=True)
+        for row, label, prediction, confidence in zip(
+            X, y, scored.predictions, scored.confidence or [None] * n, strict=True
+        )
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -273,3 +274,72 @@ def test_reference_npy_must_have_one_column_per_feature(tiny_onnx_model, media) 
 
     with pytest.raises(InvalidReferenceData, match=r"rows x 3 features"):
         services.reference_data_attach(version=version, file=buffer, filename="r.npy")
+
+
+def _text_model(tmp_path: Any, *, portable: bool) -> Any:
+    """A tf-idf text model with lowercasing in the graph (skl2onnx: a StringNormalizer
+    that asks for en_US.UTF-8), its locale made portable or not."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import StringTensorType
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from phoenix.demo.support_tickets import portable_locale
+
+    pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=200))
+    pipeline.fit(["Refund my card", "App crashes", "Reset password"] * 3, [0, 1, 2] * 3)
+    model = to_onnx(
+        pipeline,
+        initial_types=[("text", StringTensorType([None, 1]))],
+        options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+        target_opset=17,
+    )
+    if portable:
+        assert portable_locale(model) == 1
+    path = tmp_path / "text.onnx"
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_text_model_whose_locale_is_missing_is_refused_naming_the_locale_and_the_fixes(
+    media, tmp_path
+) -> None:
+    import locale
+
+    try:
+        locale.setlocale(locale.LC_CTYPE, "en_US.UTF-8")
+    except locale.Error:
+        pass
+    else:
+        locale.setlocale(locale.LC_CTYPE, "")
+        pytest.skip("en_US.UTF-8 is installed here: onnxruntime would load the model")
+
+    with pytest.raises(InvalidModelFile) as refused:
+        services.model_version_register(
+            model_name="tickets", file=_text_model(tmp_path, portable=False)
+        )
+
+    message = refused.value.message
+    assert "en_US.UTF-8" in message
+    assert "C.UTF-8" in message
+    assert "lowercase=False" in message
+    assert refused.value.details["locales"] == ["en_US.UTF-8"]
+    assert not ModelVersion.objects.exists()
+
+
+def test_text_model_with_a_portable_locale_takes_reference_texts(media, tmp_path) -> None:
+    reference = io.BytesIO(b'text\n"Refund, please"\nApp crashes again\n')
+
+    version = services.model_version_register(
+        model_name="tickets",
+        file=_text_model(tmp_path, portable=True),
+        reference=reference,
+        reference_filename="reference.csv",
+    )
+
+    assert version.signature["inputs"] == [{"name": "text", "dtype": "string", "shape": [None, 1]}]
+    assert version.feature_names == ["text"]
+    table, names = selectors.reference_data_load(version=version)
+    assert names == ["text"]
+    assert table[:, 0].tolist() == ["Refund, please", "App crashes again"]

@@ -84,7 +84,8 @@ class Command(BaseCommand):
         header = f"  {'feature':<24} {'test':<7} {'stat':>9} {'p':>10} {'p adj':>10} "
         header += f"{'psi':>8} {'wasserstein':>12}  drift"
         self.stdout.write(header)
-        for name, f in report.features.items():
+        outputs = {f"output:{name}": f for name, f in report.predictions.items()}
+        for name, f in {**report.features, **outputs}.items():
             self.stdout.write(
                 f"  {name:<24} {f['test']:<7} {_num(f['statistic']):>9} {_num(f['p_value']):>10} "
                 f"{_num(f['p_adjusted']):>10} {_num(f['psi']):>8} {_num(f['wasserstein']):>12}  "

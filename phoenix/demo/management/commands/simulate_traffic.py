@@ -1,7 +1,9 @@
 """Send real prediction requests (and feedback for a share of them) to a running server.
 
-Customers are drawn from the demo generator, optionally shifted, so one can watch a
-drift check catch the shift and a retrained challenger appear. Bounded: at most
+Rows are drawn from the demo model's generator (customers for ``credit-risk`` and any
+other model name, houses for ``house-prices``, tickets for ``support-tickets``),
+optionally shifted, so one can watch a drift check catch the shift and a retrained
+challenger appear. Bounded: at most
 ``rps * duration`` requests, and it stops when the duration (plus a short grace) is up.
 """
 
@@ -20,21 +22,22 @@ import numpy as np
 import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from phoenix.demo import catalog
 from phoenix.demo import credit_risk as demo
 
 REQUEST_TIMEOUT_S = 10.0
 GRACE_S = 5.0
 
 
-def parse_drift(specs: list[str]) -> dict[str, float]:
-    """``["income:0.5", "age:-1"]`` -> ``{"income": 0.5, "age": -1.0}``. Raises ValueError."""
+def parse_drift(specs: list[str], names: list[str] | None = None) -> dict[str, float]:
+    """``["income:0.5", "age:-1"]`` -> ``{"income": 0.5, "age": -1.0}``; ``names``: what
+    may be shifted (the credit-risk features by default). Raises ValueError."""
+    allowed = names or demo.FEATURE_NAMES
     shift: dict[str, float] = {}
     for spec in specs:
         feature, sep, amount = spec.partition(":")
-        if not sep or feature not in demo.FEATURE_NAMES:
-            raise ValueError(
-                f"--drift {spec!r}: use FEATURE:SHIFT with FEATURE one of {demo.FEATURE_NAMES}"
-            )
+        if not sep or feature not in allowed:
+            raise ValueError(f"--drift {spec!r}: use FEATURE:SHIFT with FEATURE one of {allowed}")
         try:
             shift[feature] = float(amount)
         except ValueError:
@@ -42,6 +45,50 @@ def parse_drift(specs: list[str]) -> dict[str, float]:
                 f"--drift {spec!r}: SHIFT must be a number of standard deviations"
             ) from None
     return shift
+
+
+def drift_names(model: str) -> list[str]:
+    """What ``--drift`` may name for ``model``: features, or a ticket model's teams."""
+    if model == catalog.HOUSE_PRICES:
+        from phoenix.demo import house_prices
+
+        return list(house_prices.FEATURE_NAMES)
+    if model == catalog.SUPPORT_TICKETS:
+        from phoenix.demo import support_tickets
+
+        return list(support_tickets.CLASSES)
+    return list(demo.FEATURE_NAMES)
+
+
+def traffic(
+    model: str, *, n: int, seed: int, shift: dict[str, float], flip: bool
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """``n`` request rows for ``model`` and the ground truth of each.
+
+    Shifts move a feature by that many standard deviations; for the ticket model they
+    multiply a team's share instead (``billing:4``). ``flip`` sends wrong truth: the
+    other class, the next team, or a price half as high again.
+    """
+    if model == catalog.SUPPORT_TICKETS:
+        from phoenix.demo import support_tickets
+
+        weights = [shift.get(team, 1.0) for team in support_tickets.CLASSES]
+        texts, teams, _ = support_tickets.generate_tickets(n=n, seed=seed, class_weights=weights)
+        classes = support_tickets.CLASSES
+        labels: list[Any] = [
+            classes[(classes.index(t) + 1) % len(classes)] if flip else t for t in teams
+        ]
+        return [{"text": t} for t in texts], labels
+    if model == catalog.HOUSE_PRICES:
+        from phoenix.demo import house_prices
+
+        X, prices, names = house_prices.generate_houses(n=n, seed=seed, shift=shift or None)
+        labels = [round(float(p) * (1.5 if flip else 1.0), 3) for p in prices]
+    else:
+        X, y, names = demo.generate_customers(n=n, seed=seed, shift=shift or None)
+        labels = [int(1 - v if flip else v) for v in y]
+    rows = [{k: round(float(v), 6) for k, v in zip(names, row, strict=True)} for row in X]
+    return rows, labels
 
 
 class Client:
@@ -110,9 +157,11 @@ class _Tally:
 
 class Command(BaseCommand):
     help = (
-        "Send prediction requests with demo customers to POST /api/v1/models/<model>/predict "
-        "at a steady rate, and ground truth to /api/v1/predictions/<id>/feedback for a share "
-        "of them; --drift FEATURE:SHIFT moves a feature by SHIFT standard deviations."
+        "Send prediction requests with demo rows (customers; houses for house-prices; "
+        "tickets for support-tickets) to POST /api/v1/models/<model>/predict at a steady "
+        "rate, and ground truth to /api/v1/predictions/<id>/feedback for a share of them; "
+        "--drift FEATURE:SHIFT moves a feature by SHIFT standard deviations (for "
+        "support-tickets TEAM:FACTOR multiplies a team's share)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -142,7 +191,7 @@ class Command(BaseCommand):
         if not 0 <= share <= 1:
             raise CommandError("--feedback-share must be between 0 and 1.")
         try:
-            shift = parse_drift(options["drift"])
+            shift = parse_drift(options["drift"], drift_names(options["model"]))
             Client(options["url"], options["api_key"])  # validates the URL
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -152,11 +201,12 @@ class Command(BaseCommand):
 
         total = max(1, int(rps * duration))
         seed = options["seed"] if options["seed"] is not None else int(time.time())
-        X, y, names = demo.generate_customers(n=total, seed=seed, shift=shift or None)
+        rows, labels = traffic(
+            options["model"], n=total, seed=seed, shift=shift, flip=bool(options["flip_labels"])
+        )
         rng = np.random.default_rng(seed + 1)
         gives_feedback = rng.uniform(size=total) < share
         predict_path = f"/api/v1/models/{quote(options['model'], safe='')}/predict"
-        flip = bool(options["flip_labels"])
 
         tally = _Tally()
         next_index = itertools.count()
@@ -177,15 +227,14 @@ class Command(BaseCommand):
                         return
                     if due > now:
                         time.sleep(due - now)
-                    features = {n: round(float(v), 6) for n, v in zip(names, X[i], strict=True)}
                     sent = time.perf_counter()
-                    status, body = client.post(predict_path, {"features": features})
+                    status, body = client.post(predict_path, {"features": rows[i]})
                     tally.prediction(status, (time.perf_counter() - sent) * 1000, body)
                     request_id = body.get("request_id") if status == 200 else None
                     if gives_feedback[i] and request_id:
                         fb_status, _ = client.post(
                             f"/api/v1/predictions/{quote(str(request_id), safe='')}/feedback",
-                            {"actual": int(1 - y[i] if flip else y[i])},
+                            {"actual": labels[i]},
                         )
                         tally.feedback(fb_status)
             finally:
