@@ -353,6 +353,8 @@ AXES_COOLOFF_TIME: float = env.float("PHOENIX_LOGIN_COOLOFF_MINUTES", default=15
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Not verbose: its start-up banner would otherwise open every management command's stderr.
+AXES_VERBOSE = False
 # HTTP Basic on the registry API: off unless asked for (a browser caches Basic
 # credentials and sends them cross-site, with no CSRF check under DRF).
 PHOENIX_HTTP_BASIC_AUTH: bool = env.bool("PHOENIX_HTTP_BASIC_AUTH", default=False)

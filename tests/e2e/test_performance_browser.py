@@ -89,7 +89,7 @@ def test_chart_takes_a_pushed_report_and_the_panel_explains_a_row(
     page = browser_page
     sign_in(page, asgi_server, "/models/credit/")
     assert page.get_attribute("#chart-performance", "data-points") == "1"
-    assert page.evaluate("window.phoenixPerformance.series[0].points[0].accuracy") == 0.7
+    assert page.evaluate("() => window.phoenixPerformance.series[0].points[0].accuracy") == 0.7
     assert page.is_visible("#chart-performance canvas")
 
     # A later check, pushed as the Celery task pushes it, becomes the chart's next point.
@@ -106,14 +106,16 @@ def test_chart_takes_a_pushed_report_and_the_panel_explains_a_row(
     with ThreadPoolExecutor(max_workers=1) as pool:
         event = pool.submit(later_check).result(timeout=30)
     dashboard_event_push("performance", event)
-    page.wait_for_function("document.getElementById('chart-performance').dataset.points === '2'")
+    page.wait_for_function(
+        "() => document.getElementById('chart-performance').dataset.points === '2'"
+    )
     page.wait_for_selector("#events li.event-performance")
 
     newest = checked["newest"]
     page.click(f'#recent-predictions button.explain[data-row-id="{newest.pk}"]')
     page.wait_for_selector("#explanation .attributions li")
     assert page.locator("#explanation .attributions li").count() == len(FEATURES)
-    answer = page.evaluate("window.phoenixExplain.last")
+    answer = page.evaluate("() => window.phoenixExplain.last")
     total = sum(a["attribution"] for a in answer["attributions"])
     assert abs(total - (answer["value"] - answer["baseline"])) <= answer["tolerance"]
     assert page.locator(f'#recent-predictions tr.selected[data-row-id="{newest.pk}"]').count() == 1
