@@ -92,24 +92,6 @@ def drift_report_get(*, report_id: int) -> DriftReport:
     return DriftReport.objects.select_related("model_version__model").get(pk=report_id)
 
 
-def window_features_load(
-    *,
-    model_name: str,
-    version: str,
-    start: datetime,
-    end: datetime,
-    feature_names: Sequence[str],
-    limit: int,
-) -> tuple[np.ndarray, int]:
-    """Logged features of one version in [start, end) as rows x features (float64, NaN
-    where a value is missing or not a number), newest ``limit`` rows, and the window's
-    total row count."""
-    rows, _, total = window_rows_load(
-        model_name=model_name, version=version, start=start, end=end, limit=limit
-    )
-    return features_matrix(rows, feature_names), total
-
-
 def label_coverage(*, model_name: str, since: datetime) -> tuple[int, int]:
     """(labelled rows, all rows) logged for ``model_name`` (any version) since ``since``."""
     rows = PredictionLog.objects.filter(model_name=model_name, created_at__gte=since)
